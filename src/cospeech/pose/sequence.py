@@ -1,0 +1,104 @@
+"""``PoseSequence``: whole-body keypoints over time, the interface between every stage."""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cospeech.atomic import atomic_path
+from cospeech.errors import InputError
+from cospeech.pose.schema import NUM_KEYPOINTS
+
+
+@dataclass
+class PoseSequence:
+    """Keypoints ``[T, 133, 3]`` float32: (x, y) in pixels of a ``width`` x ``height`` frame
+    and a confidence in [0, 1] (0 = missing), at ``fps`` frames per second."""
+
+    keypoints: np.ndarray
+    fps: float
+    width: int
+    height: int
+
+    def __post_init__(self) -> None:
+        self.keypoints = np.asarray(self.keypoints, dtype=np.float32)
+        self.fps = float(self.fps)
+        self.width = int(self.width)
+        self.height = int(self.height)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`InputError` unless shapes, values and metadata are sane."""
+        kp = self.keypoints
+        if kp.ndim != 3 or kp.shape[1:] != (NUM_KEYPOINTS, 3):
+            raise InputError(
+                f"pose: expected keypoints [T, {NUM_KEYPOINTS}, 3], got {list(kp.shape)}"
+            )
+        if kp.shape[0] == 0:
+            raise InputError("pose: the sequence has no frames")
+        if not np.isfinite(kp).all():
+            bad = int((~np.isfinite(kp)).any(axis=(1, 2)).sum())
+            raise InputError(f"pose: keypoints contain NaN or infinite values in {bad} frame(s)")
+        conf = kp[..., 2]
+        if conf.min() < 0 or conf.max() > 1:
+            raise InputError(
+                f"pose: confidences must lie in [0, 1], got [{conf.min():.3g}, {conf.max():.3g}]"
+            )
+        if not (np.isfinite(self.fps) and self.fps > 0):
+            raise InputError(f"pose: fps must be positive, got {self.fps}")
+        if self.width <= 0 or self.height <= 0:
+            raise InputError(f"pose: frame size must be positive, got {self.width}x{self.height}")
+
+    def __len__(self) -> int:
+        return int(self.keypoints.shape[0])
+
+    @property
+    def points(self) -> np.ndarray:
+        """``[T, 133, 2]`` pixel coordinates."""
+        return self.keypoints[..., :2]
+
+    @property
+    def confidence(self) -> np.ndarray:
+        """``[T, 133]`` confidences."""
+        return self.keypoints[..., 2]
+
+    @property
+    def duration(self) -> float:
+        """Seconds covered by the sequence."""
+        return len(self) / self.fps
+
+    def slice(self, start: int, stop: int) -> PoseSequence:
+        """Frames ``[start, stop)`` as a new sequence."""
+        return PoseSequence(self.keypoints[start:stop].copy(), self.fps, self.width, self.height)
+
+    def save(self, path: str | Path) -> None:
+        """Write an ``.npz`` (atomically)."""
+        with atomic_path(path, suffix=".npz") as tmp:
+            np.savez_compressed(
+                tmp,
+                keypoints=self.keypoints,
+                fps=np.float64(self.fps),
+                width=np.int64(self.width),
+                height=np.int64(self.height),
+            )
+
+    @classmethod
+    def load(cls, path: str | Path) -> PoseSequence:
+        """Read and validate an ``.npz`` written by :meth:`save` (never unpickles)."""
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"pose file {path}: no such file")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                missing = {"keypoints", "fps", "width", "height"} - set(data.files)
+                if missing:
+                    raise InputError(f"pose file {path}: missing field(s) {sorted(missing)}")
+                return cls(data["keypoints"], data["fps"].item(), data["width"].item(),
+                           data["height"].item())  # fmt: skip
+        except InputError as exc:
+            raise InputError(f"{exc}" if str(path) in str(exc) else f"{path}: {exc}") from None
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+            raise InputError(f"pose file {path}: not a valid pose .npz ({exc})") from None

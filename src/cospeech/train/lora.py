@@ -1,0 +1,36 @@
+"""Low-rank adapters (LoRA) through peft, for fine-tuning large pretrained models."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from cospeech.errors import InputError
+from cospeech.train.config import LoRAConfig
+
+
+def apply_lora(model: nn.Module, config: LoRAConfig) -> nn.Module:
+    """Inject LoRA adapters into the linear layers whose names end with a target name.
+
+    Only the adapter weights stay trainable; the adapters' B matrices start at zero, so the
+    model's output is unchanged until training moves them. ``alpha`` 0 means ``alpha = rank``.
+    """
+    from peft import LoraConfig, inject_adapter_in_model
+
+    targets = [
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear)
+        and any(name == t or name.endswith(f".{t}") for t in config.target_modules)
+    ]
+    if not targets:
+        raise InputError(f"LoRA: no linear layer matches {list(config.target_modules)}")
+    peft_config = LoraConfig(
+        r=config.rank,
+        lora_alpha=config.alpha or config.rank,
+        lora_dropout=config.dropout,
+        target_modules=targets,
+    )
+    model = inject_adapter_in_model(peft_config, model)
+    for name, param in model.named_parameters():
+        param.requires_grad_("lora_" in name)
+    return model

@@ -12,6 +12,8 @@ from cospeech.atomic import atomic_path
 from cospeech.errors import InputError
 from cospeech.pose.schema import NUM_KEYPOINTS
 
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest zip timestamp: files do not depend on "now"
+
 
 @dataclass
 class PoseSequence:
@@ -75,15 +77,23 @@ class PoseSequence:
         return PoseSequence(self.keypoints[start:stop].copy(), self.fps, self.width, self.height)
 
     def save(self, path: str | Path) -> None:
-        """Write an ``.npz`` (atomically)."""
-        with atomic_path(path, suffix=".npz") as tmp:
-            np.savez_compressed(
-                tmp,
-                keypoints=self.keypoints,
-                fps=np.float64(self.fps),
-                width=np.int64(self.width),
-                height=np.int64(self.height),
-            )
+        """Write a compressed ``.npz`` atomically; equal poses give byte-identical files
+        (fixed zip timestamps, unlike ``np.savez``)."""
+        arrays = {
+            "keypoints": self.keypoints,
+            "fps": np.float64(self.fps),
+            "width": np.int64(self.width),
+            "height": np.int64(self.height),
+        }
+        with (
+            atomic_path(path, suffix=".npz") as tmp,
+            zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive,
+        ):
+            for name, value in arrays.items():
+                info = zipfile.ZipInfo(f"{name}.npy", date_time=ZIP_EPOCH)
+                info.compress_type = zipfile.ZIP_DEFLATED
+                with archive.open(info, "w", force_zip64=True) as handle:
+                    np.lib.format.write_array(handle, np.asanyarray(value), allow_pickle=False)
 
     @classmethod
     def load(cls, path: str | Path) -> PoseSequence:
@@ -92,7 +102,10 @@ class PoseSequence:
         if not path.is_file():
             raise InputError(f"pose file {path}: no such file")
         try:
-            with np.load(path, allow_pickle=False) as data:
+            data = np.load(path, allow_pickle=False)
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise InputError(f"pose file {path}: not an .npz archive")
+            with data:
                 missing = {"keypoints", "fps", "width", "height"} - set(data.files)
                 if missing:
                     raise InputError(f"pose file {path}: missing field(s) {sorted(missing)}")

@@ -10,7 +10,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-STAGES: dict[str, str] = {}
+STAGES: dict[str, str] = {
+    "vae": "cospeech.train.stages.vae",
+    "teacher": "cospeech.train.stages.teacher",
+}
 
 
 def load_stage_module(name: str) -> Any:

@@ -1,0 +1,181 @@
+"""Input-aware attention masks (paper Sec. 3.2, Eq. 1-3), as boolean "may attend" tensors.
+
+``True`` means the pair is computed (mask value 0 in the paper), ``False`` means it is
+suppressed (-inf). Frames are latent frames; tokens are numbered frame-major:
+token ``t * N + i`` is token ``i`` of frame ``t``.
+
+* :func:`global_frame_mask` -- Eq. 2: per query frame, itself plus the K past frames with
+  the smallest pose distance S (ties at the K-th value kept), plus the sink frames.
+* :func:`input_aware_token_mask` -- Eq. 3 combined with the frame mask, per token pair:
+  same frame always; other frames only if the frame pair is kept and both tokens carry
+  the same non-zero region label. Dense ``[L, L]``: the reference for tests and small
+  shapes; :class:`~cospeech.attention.plan.SparsePlan` never builds it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from cospeech.errors import InputError
+
+
+def _as_tensor(value: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value)
+    if isinstance(value, torch.Tensor):
+        return value
+    raise InputError(f"{name}: expected a torch tensor or numpy array, got {type(value).__name__}")
+
+
+def global_frame_mask(
+    similarity: torch.Tensor | np.ndarray,
+    k: int = 4,
+    causal: bool = True,
+    sink_frames: int = 1,
+) -> torch.Tensor:
+    """Frame-level mask of Eq. 2 from pose distances.
+
+    Args:
+        similarity: ``[T, T]`` alignment errors S(t_q, t_k) (smaller = more similar).
+        k: K, the number of most similar past frames each query frame keeps. When a frame
+            has K or fewer candidates it keeps all of them; ties with the K-th smallest
+            value are all kept (Eq. 2 uses ``S <= S^(K)``).
+        causal: rank only past frames ``t_k < t_q`` (the paper). ``False`` ranks all
+            other frames, for bidirectional models.
+        sink_frames: the first ``sink_frames`` frames are always kept (in causal mode only
+            by the frames at or after them: a sink never makes the mask look ahead).
+
+    Returns:
+        ``[T, T]`` bool on the device of ``similarity``; ``[t_q, t_k]`` True = attend.
+        The diagonal is always True.
+    """
+    sim = _as_tensor(similarity, "similarity")
+    if sim.ndim != 2 or sim.shape[0] != sim.shape[1]:
+        raise InputError(f"similarity: expected a square [T, T] matrix, got {list(sim.shape)}")
+    if sim.shape[0] == 0:
+        raise InputError("similarity: no frames")
+    if sim.dtype == torch.bool or sim.is_complex():
+        raise InputError(f"similarity: expected real values, got {sim.dtype}")
+    sim = sim.to(torch.float64)
+    if not torch.isfinite(sim).all():
+        raise InputError("similarity: contains NaN or infinite values")
+    if int(k) != k or k < 0:
+        raise InputError(f"k must be a non-negative integer, got {k}")
+    if int(sink_frames) != sink_frames or sink_frames < 0:
+        raise InputError(f"sink_frames must be a non-negative integer, got {sink_frames}")
+    k, sink_frames = int(k), int(sink_frames)
+
+    num_frames = sim.shape[0]
+    idx = torch.arange(num_frames, device=sim.device)
+    query, key = idx[:, None], idx[None, :]
+    candidate = key < query if causal else key != query
+    keep = torch.eye(num_frames, dtype=torch.bool, device=sim.device)
+    if k > 0:
+        ranked = torch.where(candidate, sim, torch.full_like(sim, torch.inf))
+        kth = ranked.sort(dim=1).values[:, min(k, num_frames) - 1 : min(k, num_frames)]
+        # A row with fewer than K candidates has kth = inf: all its candidates pass.
+        keep |= candidate & (ranked <= kth)
+    sinks = key < sink_frames
+    keep |= sinks & (key <= query) if causal else sinks
+    return keep
+
+
+def latent_frame_similarity(
+    similarity: torch.Tensor | np.ndarray, time_stride: int = 4
+) -> torch.Tensor:
+    """Video-frame distances ``[T, T]`` -> latent-frame distances ``[T_latent, T_latent]``.
+
+    A causal video VAE maps video frame 0 to latent frame 0 and frames ``4i-3 .. 4i`` to
+    latent frame ``i`` (:func:`cospeech.pose.raster.latent_frame_ranges`); the distance of
+    two latent frames is the mean distance over the pairs of video frames they cover.
+    """
+    from cospeech.pose.raster import latent_frame_ranges
+
+    sim = _as_tensor(similarity, "similarity")
+    if sim.ndim != 2 or sim.shape[0] != sim.shape[1] or sim.shape[0] == 0:
+        raise InputError(f"similarity: expected a square [T, T] matrix, got {list(sim.shape)}")
+    sim = sim.to(torch.float64)
+    if not torch.isfinite(sim).all():
+        raise InputError("similarity: contains NaN or infinite values")
+    ranges = latent_frame_ranges(sim.shape[0], int(time_stride))
+    group = torch.zeros(len(ranges), sim.shape[0], dtype=torch.float64, device=sim.device)
+    for i, (start, stop) in enumerate(ranges):
+        group[i, start:stop] = 1.0 / (stop - start)
+    return group @ sim @ group.T
+
+
+def flatten_labels(
+    labels: torch.Tensor | np.ndarray, num_frames: int | None = None
+) -> torch.Tensor:
+    """Region labels ``[T, N]`` or ``[T, h, w]`` as int64 ``[T, N]`` (validated)."""
+    lab = _as_tensor(labels, "labels")
+    if lab.ndim not in (2, 3):
+        raise InputError(f"labels: expected [T, N] or [T, h, w], got {list(lab.shape)}")
+    if lab.dtype == torch.bool or lab.is_floating_point() or lab.is_complex():
+        raise InputError(f"labels: expected an integer tensor, got {lab.dtype}")
+    lab = lab.reshape(lab.shape[0], -1).to(torch.int64)
+    if num_frames is not None and lab.shape[0] != num_frames:
+        raise InputError(
+            f"labels: {lab.shape[0]} frames, but the frame mask has {num_frames} frames"
+        )
+    if lab.shape[1] == 0:
+        raise InputError("labels: frames have no tokens")
+    if lab.numel() and int(lab.min()) < 0:
+        raise InputError("labels: region labels must be >= 0 (0 = background)")
+    return lab
+
+
+def check_frame_mask(frame_mask: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """A ``[T, T]`` bool frame mask (validated)."""
+    mask = _as_tensor(frame_mask, "frame_mask")
+    if mask.ndim != 2 or mask.shape[0] != mask.shape[1] or mask.shape[0] == 0:
+        raise InputError(f"frame_mask: expected a square [T, T] matrix, got {list(mask.shape)}")
+    if mask.dtype != torch.bool:
+        raise InputError(f"frame_mask: expected a bool tensor, got {mask.dtype}")
+    return mask
+
+
+def pair_allowed(
+    frame_q: torch.Tensor,
+    label_q: torch.Tensor,
+    frame_k: torch.Tensor,
+    label_k: torch.Tensor,
+    frame_mask: torch.Tensor,
+) -> torch.Tensor:
+    """Eq. 3 combined with the frame mask, for broadcastable token (frame, label) tensors.
+
+    Same frame: always; other frames: frame pair kept and equal non-zero labels.
+    """
+    same_frame = frame_q == frame_k
+    same_region = (label_q == label_k) & (label_q != 0)
+    return same_frame | (frame_mask[frame_q, frame_k] & same_region)
+
+
+def block_causal_frame_mask(num_frames: int, chunk_frames: int) -> torch.Tensor:
+    """``[T, T]`` bool: a frame attends every frame of its own chunk and of earlier chunks
+    (chunks of ``chunk_frames`` latent frames, as in CausVid / Self-Forcing)."""
+    if num_frames <= 0 or chunk_frames <= 0:
+        raise InputError(
+            f"block_causal_frame_mask: need num_frames > 0 and chunk_frames > 0, "
+            f"got {num_frames}, {chunk_frames}"
+        )
+    chunk = torch.arange(num_frames) // chunk_frames
+    return chunk[None, :] <= chunk[:, None]
+
+
+def input_aware_token_mask(
+    frame_mask: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray
+) -> torch.Tensor:
+    """Dense token mask ``[T*N, T*N]`` bool, frame-major token order (Eq. 3 + Eq. 2).
+
+    Args:
+        frame_mask: ``[T, T]`` bool from :func:`global_frame_mask` (or any frame pattern).
+        labels: ``[T, N]`` or ``[T, h, w]`` integer region labels, 0 = background.
+    """
+    fmask = check_frame_mask(frame_mask)
+    lab = flatten_labels(labels, fmask.shape[0]).to(fmask.device)
+    num_frames, per_frame = lab.shape
+    frame = torch.arange(num_frames, device=fmask.device).repeat_interleave(per_frame)
+    flat = lab.reshape(-1)
+    return pair_allowed(frame[:, None], flat[:, None], frame[None, :], flat[None, :], fmask)

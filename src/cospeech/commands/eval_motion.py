@@ -1,0 +1,39 @@
+"""``cospeech eval motion``: the motion model and its baselines on a dataset split."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _run(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from cospeech.atomic import atomic_path
+    from cospeech.errors import InputError
+    from cospeech.motion.evaluate import evaluate, format_table
+
+    if args.limit < 0:
+        raise InputError(f"--limit must be >= 0, got {args.limit}")
+    model = args.model
+    if model is not None and (Path(model) / "final-ema").is_dir():
+        model = str(Path(model) / "final-ema")  # a training run folder
+    results = evaluate(model, args.data, args.split, args.limit, args.seed, progress=True)
+    print(format_table(results))
+    if args.json:
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+def register(tree) -> None:
+    p = tree.subcommand(
+        "eval", "motion", "lip error, mouth correlation, beat alignment, hand diversity",
+        _run, group_help="evaluate models",
+    )  # fmt: skip
+    p.add_argument("--model", help="model folder or training run (default: the shipped model)")
+    p.add_argument("--data", required=True, help="dataset folder")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--limit", type=int, default=0, help="first N clips only (0 = all)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the gesture sampling")
+    p.add_argument("--json", help="also write the scores as JSON")

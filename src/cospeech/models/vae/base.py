@@ -1,0 +1,124 @@
+"""The video VAE interface shared by the Wan2.1 VAE and our TinyVideoVAE.
+
+Frames are ``[B, 3, F, H, W]`` in [-1, 1] with ``F = 1 + 4k`` and ``H, W`` multiples of 8;
+latents are ``[B, C, 1 + (F - 1) / 4, H / 8, W / 8]``, normalised per channel (zero mean,
+unit variance on the training data), the form the video DiT works on. Frame 0 has a latent
+frame of its own; every later latent frame covers 4 video frames and depends only on
+frames up to its own (causal), which is what makes chunked streaming possible.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+from torch import Tensor
+
+from cospeech.errors import InputError
+
+
+class DecodeStream(ABC):
+    """Decodes latent frames chunk by chunk, carrying the causal state between chunks.
+
+    The frames of all chunks, concatenated along time, equal one ``decode`` of all latents:
+    the first chunk of ``n`` latent frames gives ``1 + 4 (n - 1)`` frames, later ones ``4 n``.
+    """
+
+    @abstractmethod
+    def push(self, latents: Tensor) -> Tensor:
+        """Latents ``[B, C, n, h, w]`` (n >= 1) -> frames ``[B, 3, f, 8h, 8w]`` in [-1, 1]."""
+
+
+class EncodeStream(ABC):
+    """Encodes frames chunk by chunk, carrying the causal state between chunks.
+
+    The first chunk holds ``1 + 4m`` frames (m >= 0) and gives ``1 + m`` latent frames;
+    later chunks hold ``4m`` frames (m >= 1) and give ``m``.
+    """
+
+    @abstractmethod
+    def push(self, frames: Tensor) -> Tensor:
+        """Frames ``[B, 3, f, H, W]`` -> normalised latents ``[B, C, n, H/8, W/8]``."""
+
+
+class VideoVAE(ABC):
+    """A causal video autoencoder with strides 4 (time, frame 0 alone) and 8 (space)."""
+
+    time_stride: int = 4
+    space_stride: int = 8
+
+    @property
+    @abstractmethod
+    def latent_channels(self) -> int:
+        """Channels ``C`` of the latents."""
+
+    @abstractmethod
+    def encode(self, frames: Tensor) -> Tensor:
+        """Frames ``[B, 3, F, H, W]`` in [-1, 1] -> normalised latents ``[B, C, T, H/8, W/8]``."""
+
+    @abstractmethod
+    def decode(self, latents: Tensor) -> Tensor:
+        """Normalised latents ``[B, C, T, h, w]`` -> frames ``[B, 3, 1 + 4(T-1), 8h, 8w]``."""
+
+    @abstractmethod
+    def encode_stream(self) -> EncodeStream:
+        """A fresh chunked encoder (see :class:`EncodeStream`)."""
+
+    @abstractmethod
+    def decode_stream(self) -> DecodeStream:
+        """A fresh chunked decoder (see :class:`DecodeStream`)."""
+
+    def latent_shape(self, frames_shape: tuple[int, ...] | torch.Size) -> tuple[int, ...]:
+        """``[B, 3, F, H, W]`` -> ``[B, C, 1 + (F - 1) / 4, H / 8, W / 8]``."""
+        batch, _, num_frames, height, width = frames_shape
+        return (
+            batch,
+            self.latent_channels,
+            latent_frames(num_frames, self.time_stride),
+            height // self.space_stride,
+            width // self.space_stride,
+        )
+
+
+def latent_frames(num_frames: int, time_stride: int = 4) -> int:
+    """Latent frames of a ``1 + stride * k`` frame video (InputError for other counts)."""
+    if num_frames < 1 or (num_frames - 1) % time_stride:
+        raise InputError(
+            f"a video for the VAE needs 1 + {time_stride}k frames, got {num_frames} "
+            f"(nearest valid: {max(1, num_frames - (num_frames - 1) % time_stride)})"
+        )
+    return 1 + (num_frames - 1) // time_stride
+
+
+def video_frames(num_latent_frames: int, time_stride: int = 4) -> int:
+    """Video frames decoded from ``num_latent_frames`` latent frames."""
+    if num_latent_frames < 1:
+        raise InputError(f"need at least one latent frame, got {num_latent_frames}")
+    return 1 + time_stride * (num_latent_frames - 1)
+
+
+def check_frames(frames: Tensor, space_stride: int = 8, time_stride: int = 4) -> None:
+    """InputError unless ``frames`` is ``[B, 3, 1 + 4k, H, W]`` with ``H, W`` multiples of 8."""
+    if frames.ndim != 5 or frames.shape[1] != 3:
+        raise InputError(f"frames must be [B, 3, F, H, W], got shape {list(frames.shape)}")
+    latent_frames(frames.shape[2], time_stride)
+    check_spatial(frames.shape[3], frames.shape[4], space_stride)
+
+
+def check_spatial(height: int, width: int, space_stride: int = 8) -> None:
+    """InputError unless both sides are positive multiples of ``space_stride``."""
+    if (
+        height < space_stride
+        or width < space_stride
+        or height % space_stride
+        or width % space_stride
+    ):
+        raise InputError(f"frame size {width}x{height} must be a multiple of {space_stride}")
+
+
+def check_latents(latents: Tensor, channels: int) -> None:
+    """InputError unless ``latents`` is ``[B, channels, T >= 1, h, w]``."""
+    if latents.ndim != 5 or latents.shape[1] != channels or latents.shape[2] < 1:
+        raise InputError(
+            f"latents must be [B, {channels}, T, h, w] with T >= 1, got {list(latents.shape)}"
+        )

@@ -1,0 +1,67 @@
+"""Saving and loading a motion model folder: ``model.safetensors`` + ``config.json``.
+
+``config.json`` holds the model config (``model``) and facts about training (``info``:
+frame rate, corpus, steps, ...). Weights may be stored as float16 to keep the shipped
+model small; they are read back as float32. The shipped model lives in
+``cospeech/assets/motion``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cospeech.atomic import atomic_path
+from cospeech.config import from_dict, to_dict
+from cospeech.errors import CheckpointError
+from cospeech.motion.config import MotionModelConfig
+from cospeech.motion.model import MotionModel
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "assets" / "motion"
+
+
+def save_motion_model(
+    model: MotionModel, folder: str | Path, info: dict[str, Any], half: bool = False
+) -> None:
+    """Write ``model`` (weights, float16 when ``half``) and its config into ``folder``."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    dtype = torch.float16 if half else torch.float32
+    state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(folder / WEIGHTS_NAME) as tmp:
+        save_file(state, str(tmp))
+    text = json.dumps({"model": to_dict(model.config), "info": info}, indent=2, sort_keys=True)
+    with atomic_path(folder / CONFIG_NAME) as tmp:
+        tmp.write_text(text + "\n", encoding="utf-8")
+
+
+def load_motion_model(folder: str | Path | None = None) -> tuple[MotionModel, dict[str, Any]]:
+    """``(model in eval mode, info)`` from a folder written by :func:`save_motion_model`
+    (default: the shipped model). ``CheckpointError`` when files are missing or do not fit."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = Path(folder) if folder is not None else SHIPPED_MODEL
+    weights, config_path = folder / WEIGHTS_NAME, folder / CONFIG_NAME
+    if not weights.is_file() or not config_path.is_file():
+        raise CheckpointError(f"motion model {folder}: needs {WEIGHTS_NAME} and {CONFIG_NAME}")
+    try:
+        data = json.loads(config_path.read_text(encoding="utf-8"))
+        config = from_dict(MotionModelConfig, data["model"], ".model")
+        state = load_file(str(weights))
+    except (OSError, ValueError, KeyError, SafetensorError) as exc:
+        raise CheckpointError(f"motion model {folder}: unreadable ({exc})") from None
+    model = MotionModel(config)
+    try:
+        model.load_state_dict({k: v.float() for k, v in state.items()})
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise CheckpointError(f"motion model {folder}: weights do not fit ({first})") from None
+    return model.eval(), dict(data.get("info", {}))

@@ -1,0 +1,418 @@
+"""Speech + reference pose -> PoseSequence in the reference image's pixels.
+
+:class:`MotionGenerator` wraps a trained :class:`~cospeech.motion.model.MotionModel`:
+
+* **offline** (:meth:`MotionGenerator.generate`): bidirectional encoder over windows of
+  ``window_frames`` frames that overlap by ``overlap_frames``; each window's body is
+  generated after the previous window's last ``context_frames`` frames (clean context) and
+  both face and body are cross-faded over the rest of the overlap. Memory is bounded by the
+  window, so a 10-minute file runs like a 10-second one.
+* **streaming** (:meth:`MotionGenerator.stream` -> :class:`MotionStream`): audio is pushed
+  in pieces of any size; frames come out in chunks of ``chunk_frames``, each as soon as the
+  audio ``lookahead_frames`` frames past the chunk has arrived. The causal encoder's window
+  is recomputed over its receptive field, so the face output equals a whole-sequence
+  streaming-mode run exactly; the body flow takes the previous chunk's last frames as
+  context. State is bounded: a few seconds of samples and mel frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cospeech.audio.features import (
+    MelConfig,
+    frame_stacked_mel,
+    log_mel_frames,
+    num_mel_frames,
+    num_video_frames,
+)
+from cospeech.audio.load import SAMPLE_RATE, load_audio, prepare_samples
+from cospeech.errors import InputError
+from cospeech.motion.checkpoint import load_motion_model
+from cospeech.motion.config import MEL_PER_FRAME
+from cospeech.motion.flow import sample_flow
+from cospeech.motion.model import MotionModel
+from cospeech.motion.normalize import BODY_POINTS, FACE_POINTS, from_offsets, normalize_reference
+from cospeech.motion.style import STYLE_DIM
+from cospeech.pose.schema import NUM_KEYPOINTS
+from cospeech.pose.sequence import PoseSequence
+
+DEFAULT_FPS = 25.0
+
+
+@dataclass(frozen=True)
+class GenerateOptions:
+    """Inference settings. ``flow_steps`` 0 = the model's own setting."""
+
+    fps: float = DEFAULT_FPS
+    seed: int = 0
+    window_frames: int = 200
+    overlap_frames: int = 25
+    chunk_frames: int = 10
+    flow_steps: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.fps > 0:
+            raise InputError(f"motion: fps must be positive, got {self.fps}")
+        if not 0 < self.overlap_frames < self.window_frames:
+            raise InputError("motion: needs 0 < overlap_frames < window_frames")
+        if self.chunk_frames < 1:
+            raise InputError("motion: chunk_frames must be >= 1")
+
+
+@dataclass
+class FrameOutputs:
+    """Model outputs for a run of frames: standardised ``face [T, F]``, ``body [T, Y]``
+    and visibility logits ``logits [T, 133]``."""
+
+    face: torch.Tensor
+    body: torch.Tensor
+    logits: torch.Tensor
+
+
+def _crossfade(previous: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+    """Blend ``[N, C]`` from ``previous`` (weight 1 -> 0) into ``new`` along the frames."""
+    n = previous.shape[0]
+    w = (torch.arange(n, dtype=previous.dtype) + 1) / (n + 1)
+    return previous * (1 - w[:, None]) + new * w[:, None]
+
+
+class MotionGenerator:
+    """A trained motion model with its reference pose handling (see module docstring)."""
+
+    def __init__(self, model: MotionModel, info: dict | None = None) -> None:
+        self.model = model.eval()
+        self.info = dict(info or {})
+        self.config = model.config
+
+    @classmethod
+    def load(cls, folder: str | Path | None = None) -> MotionGenerator:
+        """From a model folder (default: the shipped ``cospeech/assets/motion``)."""
+        model, info = load_motion_model(folder)
+        return cls(model, info)
+
+    # -- inputs ------------------------------------------------------------------------------
+    def _reference(self, reference: PoseSequence) -> tuple[np.ndarray, torch.Tensor]:
+        if not isinstance(reference, PoseSequence):
+            raise InputError("motion: the reference must be a PoseSequence")
+        keypoints = reference.keypoints[0]
+        normalized = torch.from_numpy(normalize_reference(keypoints))[None]
+        return keypoints, normalized
+
+    def _style(self, style: np.ndarray | None) -> torch.Tensor | None:
+        if style is None:
+            return None
+        style = np.asarray(style, dtype=np.float32)
+        if style.shape != (STYLE_DIM,) or not np.isfinite(style).all():
+            raise InputError(f"motion: style must be {STYLE_DIM} finite numbers")
+        return torch.from_numpy(style)[None]
+
+    def _steps(self, options: GenerateOptions) -> int:
+        return options.flow_steps or self.config.flow_steps
+
+    # -- model runs ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def run_frames(
+        self,
+        mel: np.ndarray,
+        reference: torch.Tensor,
+        style: torch.Tensor | None,
+        streaming: bool,
+        context: torch.Tensor | None,
+        steps: int,
+        generator: torch.Generator,
+        keep: slice = slice(None),
+    ) -> FrameOutputs:
+        """Run the model on stacked mel ``[T, M]``; outputs for frames ``keep`` only.
+        ``context [P, Y]``: standardised body values of the first ``P`` kept frames."""
+        condition = self.model.condition(
+            torch.from_numpy(mel)[None], reference, style, streaming
+        )[:, keep]
+        frames = condition.shape[1]
+        context_values = torch.zeros(1, frames, self.model.flow.output.out_features)
+        context_mask = torch.zeros(1, frames, dtype=torch.bool)
+        if context is not None:
+            n = min(context.shape[0], frames)
+            context_values[0, :n] = context[:n]
+            context_mask[0, :n] = True
+        body = sample_flow(
+            self.model.flow, condition, context_values, context_mask, steps, generator
+        )
+        return FrameOutputs(
+            face=self.model.face(condition)[0],
+            body=body[0],
+            logits=self.model.confidence_logits(condition)[0],
+        )
+
+    def to_pose(
+        self, outputs: FrameOutputs, reference: np.ndarray, fps: float, width: int, height: int
+    ) -> PoseSequence:
+        """Standardised outputs -> keypoints in the reference image's pixels."""
+        m = self.model
+        frames = outputs.face.shape[0]
+        offsets = np.zeros((frames, NUM_KEYPOINTS, 2), np.float32)
+        face = (outputs.face * m.face_std + m.face_mean).numpy().reshape(frames, -1, 2)
+        body = (outputs.body * m.body_std + m.body_mean).numpy().reshape(frames, -1, 2)
+        offsets[:, list(FACE_POINTS)] = face
+        offsets[:, list(BODY_POINTS)] = body
+        keypoints = np.zeros((frames, NUM_KEYPOINTS, 3), np.float32)
+        keypoints[..., :2] = from_offsets(offsets, reference)
+        visible = torch.sigmoid(outputs.logits).numpy() * (reference[None, :, 2] > 0)
+        keypoints[..., 2] = np.clip(visible, 0.0, 1.0)
+        return PoseSequence(keypoints, fps, width, height)
+
+    # -- offline -------------------------------------------------------------------------------
+    def generate(
+        self,
+        audio: np.ndarray | str | Path,
+        reference: PoseSequence,
+        style: np.ndarray | None = None,
+        options: GenerateOptions | None = None,
+        streaming: bool = False,
+        progress: bool = False,
+    ) -> PoseSequence:
+        """Speech (a file path, or 16 kHz mono samples ``[N]``) -> ``[T, 133, 3]`` keypoints
+        at ``options.fps`` in the reference's pixels, ``T = round(N / 16000 * fps)``.
+        ``streaming`` runs the chunked streaming path over the whole signal instead."""
+        options = options or GenerateOptions()
+        if isinstance(audio, (str, Path)):
+            samples = load_audio(audio)
+        else:
+            samples = prepare_samples(audio, SAMPLE_RATE)
+        if streaming:
+            stream = self.stream(reference, style, options)
+            pieces = [stream.push(samples), stream.finish()]
+            return PoseSequence(
+                np.concatenate([p.keypoints for p in pieces if p is not None]),
+                options.fps, reference.width, reference.height,
+            )  # fmt: skip
+        return self._offline(samples, reference, style, options, progress)
+
+    def _offline(
+        self,
+        samples: np.ndarray,
+        reference: PoseSequence,
+        style: np.ndarray | None,
+        options: GenerateOptions,
+        progress: bool,
+    ) -> PoseSequence:
+        from tqdm import tqdm
+
+        ref_keypoints, ref_tensor = self._reference(reference)
+        style_tensor = self._style(style)
+        frames = num_video_frames(samples.size, SAMPLE_RATE, options.fps)
+        mel = frame_stacked_mel(samples, options.fps, frames, MEL_PER_FRAME)
+        generator = torch.Generator().manual_seed(options.seed)
+        steps = self._steps(options)
+        window, overlap = options.window_frames, options.overlap_frames
+        context_frames = min(self.config.context_frames, overlap)
+        starts = list(range(0, max(1, frames - overlap), window - overlap))
+        face = torch.zeros(frames, self.model.face_head[-1].out_features)
+        body = torch.zeros(frames, self.model.flow.output.out_features)
+        logits = torch.zeros(frames, NUM_KEYPOINTS)
+        for i, start in enumerate(tqdm(starts, desc="motion", unit="window", disable=not progress)):
+            stop = min(frames, start + window)
+            context = body[start : start + context_frames] if i > 0 else None
+            out = self.run_frames(
+                mel[start:stop], ref_tensor, style_tensor, False, context, steps, generator
+            )
+            if i == 0:
+                face[start:stop], body[start:stop], logits[start:stop] = out.face, out.body, out.logits
+                continue
+            blend = slice(start, min(stop, start + overlap))
+            n = blend.stop - blend.start
+            face[blend] = _crossfade(face[blend], out.face[:n])
+            logits[blend] = _crossfade(logits[blend], out.logits[:n])
+            fade = slice(start + context_frames, blend.stop)
+            body[fade] = _crossfade(body[fade], out.body[context_frames:n])
+            face[blend.stop : stop] = out.face[n:]
+            body[blend.stop : stop] = out.body[n:]
+            logits[blend.stop : stop] = out.logits[n:]
+        outputs = FrameOutputs(face=face, body=body, logits=logits)
+        return self.to_pose(outputs, ref_keypoints, options.fps, reference.width, reference.height)
+
+    # -- streaming -----------------------------------------------------------------------------
+    def stream(
+        self,
+        reference: PoseSequence,
+        style: np.ndarray | None = None,
+        options: GenerateOptions | None = None,
+    ) -> MotionStream:
+        """A streaming session for one reference; push 16 kHz mono samples into it."""
+        return MotionStream(self, reference, style, options or GenerateOptions())
+
+
+class MotionStream:
+    """Chunked streaming generation (see the module docstring).
+
+    ``push(samples)`` returns the frames completed by the new audio (None when none are);
+    ``finish()`` returns the rest. Samples should already be at a normal speech level
+    (:func:`cospeech.audio.load.load_audio` normalises files).
+    """
+
+    def __init__(
+        self,
+        generator: MotionGenerator,
+        reference: PoseSequence,
+        style: np.ndarray | None,
+        options: GenerateOptions,
+    ) -> None:
+        self.gen = generator
+        self.options = options
+        self.mel_config = MelConfig()
+        self.reference_keypoints, self.reference = generator._reference(reference)
+        self.width, self.height = reference.width, reference.height
+        self.style = generator._style(style)
+        self.rng = torch.Generator().manual_seed(options.seed)
+        cfg = generator.config
+        self.steps = generator._steps(options)
+        self.mel_ratio = self.mel_config.frame_rate / (MEL_PER_FRAME * options.fps)
+        half = self.mel_config.n_fft // 2
+        # Samples are kept from global index ``sample_start`` (negative = virtual zeros).
+        self.samples = np.zeros(half, np.float32)
+        self.sample_start = -half
+        self.received = 0
+        # Log-mel frames computed so far, from global mel frame ``mel_start``.
+        self.mel = np.zeros((0, self.mel_config.n_mels), np.float32)
+        self.mel_start = 0
+        self.next_frame = 0
+        self.body_context: torch.Tensor | None = None
+        self.past = cfg.receptive_past
+        self.lookahead = cfg.lookahead_frames
+        self.finished = False
+
+    @property
+    def latency_s(self) -> float:
+        """Audio needed past a chunk's end before the chunk comes out (seconds): the
+        encoder's lookahead frames plus half an STFT window (at 25 fps: 176 ms)."""
+        last_mel = self._last_mel_index(self.lookahead)
+        return (last_mel * self.mel_config.hop_length + self.mel_config.n_fft // 2) / SAMPLE_RATE
+
+    def _last_mel_index(self, frame: int) -> int:
+        """The last mel frame that video frame ``frame - 1``'s stacked mel reads (+1 for
+        the interpolation neighbour)."""
+        return int(np.floor((MEL_PER_FRAME * frame - 1) * self.mel_ratio)) + 1
+
+    def _compute_mel(self, total_samples: int | None) -> None:
+        """Extend ``self.mel`` with every frame whose window has arrived (all frames up to
+        the signal's end when ``total_samples`` is given)."""
+        hop, n_fft = self.mel_config.hop_length, self.mel_config.n_fft
+        first = self.mel_start + self.mel.shape[0]
+        if total_samples is None:
+            last = (self.received - n_fft // 2) // hop
+        else:
+            last = num_mel_frames(total_samples, self.mel_config) - 1
+        if last < first:
+            return
+        begin = first * hop - n_fft // 2 - self.sample_start
+        needed = begin + (last - first) * hop + n_fft
+        segment = self.samples[begin:needed]
+        if segment.size < needed - begin:
+            segment = np.pad(segment, (0, needed - begin - segment.size))
+        new = log_mel_frames(segment, last - first + 1, self.mel_config)
+        self.mel = np.concatenate([self.mel, new])
+
+    def _stacked(self, start: int, stop: int, total_mel: int | None) -> np.ndarray:
+        """Stacked mel ``[stop - start, M]`` for video frames ``[start, stop)``."""
+        count = MEL_PER_FRAME * (stop - start)
+        times = (MEL_PER_FRAME * start + np.arange(count)) * self.mel_ratio
+        left = np.floor(times).astype(np.int64)
+        frac = (times - left)[:, None].astype(np.float32)
+        floor = self.mel_config.floor_value
+
+        def fetch(index: np.ndarray) -> np.ndarray:
+            local = index - self.mel_start
+            out = np.full((index.size, self.mel.shape[1]), floor, np.float32)
+            inside = (local < self.mel.shape[0]) if total_mel is None else (index < total_mel)
+            out[inside] = self.mel[local[inside]]
+            return out
+
+        values = fetch(left) * (1 - frac) + fetch(left + 1) * frac
+        return values.astype(np.float32).reshape(stop - start, -1)
+
+    def _available_frames(self) -> int:
+        """Video frames whose stacked mel is fully computed (before the end is known)."""
+        computed = self.mel_start + self.mel.shape[0]
+        frames = int(computed / self.mel_ratio / MEL_PER_FRAME) + 1
+        while frames > 0 and self._last_mel_index(frames) >= computed:
+            frames -= 1
+        return frames
+
+    def _emit(self, end: int, total_frames: int, total_mel: int | None) -> PoseSequence | None:
+        """Generate chunks up to frame ``end`` (exclusive)."""
+        outputs: list[FrameOutputs] = []
+        chunk = self.options.chunk_frames
+        while self.next_frame < end:
+            start, stop = self.next_frame, min(self.next_frame + chunk, end)
+            first = max(0, start - self.past)
+            last = min(total_frames, stop + self.lookahead)
+            mel = self._stacked(first, last, total_mel)
+            context = self.body_context
+            keep_from = start - (0 if context is None else context.shape[0])
+            out = self.gen.run_frames(
+                mel, self.reference, self.style, True, context, self.steps, self.rng,
+                keep=slice(keep_from - first, stop - first),
+            )  # fmt: skip
+            skip = start - keep_from
+            outputs.append(
+                FrameOutputs(out.face[skip:], out.body[skip:], out.logits[skip:])
+            )
+            self.body_context = out.body[-self.gen.config.context_frames :]
+            self.next_frame = stop
+        self._trim()
+        if not outputs:
+            return None
+        joined = FrameOutputs(
+            face=torch.cat([o.face for o in outputs]),
+            body=torch.cat([o.body for o in outputs]),
+            logits=torch.cat([o.logits for o in outputs]),
+        )
+        return self.gen.to_pose(
+            joined, self.reference_keypoints, self.options.fps, self.width, self.height
+        )
+
+    def _trim(self) -> None:
+        """Drop samples and mel frames that no future chunk can need."""
+        keep_frame = max(0, self.next_frame - self.past - 1)
+        keep_mel = int(np.floor(MEL_PER_FRAME * keep_frame * self.mel_ratio))
+        drop = keep_mel - self.mel_start
+        if drop > 0:
+            self.mel = self.mel[drop:]
+            self.mel_start = keep_mel
+        hop, n_fft = self.mel_config.hop_length, self.mel_config.n_fft
+        next_mel = self.mel_start + self.mel.shape[0]
+        keep_sample = next_mel * hop - n_fft // 2
+        drop = keep_sample - self.sample_start
+        if drop > 0:
+            self.samples = self.samples[drop:]
+            self.sample_start = keep_sample
+
+    def push(self, samples: np.ndarray) -> PoseSequence | None:
+        """Add 16 kHz mono samples ``[n]``; returns the frames they complete, or None."""
+        if self.finished:
+            raise InputError("motion stream: push after finish")
+        samples = np.asarray(samples, dtype=np.float32).reshape(-1)
+        if not np.isfinite(samples).all():
+            raise InputError("motion stream: samples contain NaN or infinite values")
+        self.samples = np.concatenate([self.samples, samples])
+        self.received += samples.size
+        self._compute_mel(None)
+        ready = self._available_frames() - self.lookahead
+        ready -= (ready - self.next_frame) % self.options.chunk_frames
+        return self._emit(ready, 2**62, None) if ready > self.next_frame else None
+
+    def finish(self) -> PoseSequence | None:
+        """End of audio: the remaining frames (None when there are none)."""
+        if self.finished:
+            return None
+        self.finished = True
+        if self.received == 0:
+            raise InputError("motion stream: no audio was pushed")
+        total_frames = num_video_frames(self.received, SAMPLE_RATE, self.options.fps)
+        total_mel = num_mel_frames(self.received, self.mel_config)
+        self._compute_mel(self.received)
+        return self._emit(total_frames, total_frames, total_mel)

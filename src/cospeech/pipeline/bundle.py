@@ -1,0 +1,85 @@
+"""The models behind ``cospeech generate``: teacher DiT, video VAE and their settings.
+
+A model folder holds ``teacher/`` (VideoDiT ``save_pretrained`` + ``sampling.json``) and
+``vae/`` (TinyVideoVAE ``save_pretrained``). The default is the demo pair shipped in
+``cospeech/assets`` (docs/demo-models.md).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from cospeech.atomic import atomic_path
+from cospeech.config import from_dict, to_dict
+from cospeech.errors import CheckpointError, InputError
+from cospeech.models import VideoDiT
+from cospeech.models.vae import TinyVideoVAE
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+TEACHER_DIR = "teacher"
+VAE_DIR = "vae"
+SAMPLING_FILE = "sampling.json"
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How a teacher was trained and is best sampled.
+
+    ``window``: latent frames per window (the training window); ``overlap``: latent frames
+    shared by neighbouring windows; ``size``: frame side in pixels; ``steps``, ``guidance``,
+    ``shift``: Euler steps, guidance scale and timestep shift of sampling.
+    """
+
+    window: int = 5
+    overlap: int = 2
+    size: int = 128
+    fps: float = 25.0
+    steps: int = 20
+    guidance: float = 1.0
+    shift: float = 3.0
+
+    def save(self, folder: str | Path) -> None:
+        with atomic_path(Path(folder) / SAMPLING_FILE) as tmp:
+            tmp.write_text(json.dumps(to_dict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, folder: str | Path) -> SamplingSettings:
+        path = Path(folder) / SAMPLING_FILE
+        if not path.is_file():
+            return cls()
+        try:
+            return from_dict(cls, json.loads(path.read_text()))
+        except (json.JSONDecodeError, InputError) as exc:
+            raise CheckpointError(f"{path}: {exc}") from None
+
+
+@dataclass
+class ModelBundle:
+    """Teacher, VAE and sampling settings, ready for inference (eval mode)."""
+
+    teacher: VideoDiT
+    vae: TinyVideoVAE
+    settings: SamplingSettings
+
+
+def load_bundle(
+    folder: str | Path | None = None, device: torch.device | str = "cpu"
+) -> ModelBundle:
+    """Load ``folder`` (default: the shipped demo models); weights are cast to float32."""
+    root = Path(folder) if folder is not None else ASSETS
+    for sub in (TEACHER_DIR, VAE_DIR):
+        if not (root / sub).is_dir():
+            raise InputError(f"model folder {root}: no {sub}/ inside (see docs/generate.md)")
+    teacher = VideoDiT.from_pretrained(root / TEACHER_DIR, dtype=torch.float32, device=device)
+    vae = TinyVideoVAE.from_pretrained(root / VAE_DIR, dtype=torch.float32, device=device)
+    config = teacher.config
+    if config.out_dim != vae.latent_channels:
+        raise CheckpointError(
+            f"model folder {root}: teacher works on {config.out_dim} latent channels, "
+            f"the VAE has {vae.latent_channels}"
+        )
+    return ModelBundle(teacher.eval(), vae.eval(), SamplingSettings.load(root / TEACHER_DIR))

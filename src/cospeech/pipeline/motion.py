@@ -1,0 +1,50 @@
+"""Speech -> keypoints for generation: the learned motion model when shipped, else rules.
+
+The learned model (:class:`cospeech.motion.generate.MotionGenerator`, weights in
+``cospeech/assets/motion``) is used when its weights are present. Otherwise the rule
+baseline (:mod:`cospeech.motion.rules`) moves the reference pose from phoneme timings
+recognised in the audio (pocketsphinx allphone) and prosody measured on it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cospeech.audio.load import SAMPLE_RATE
+from cospeech.pose.sequence import PoseSequence
+
+
+def learned_model_available() -> bool:
+    """Whether the trained motion model ships with this installation."""
+    from cospeech.motion.checkpoint import CONFIG_NAME, SHIPPED_MODEL, WEIGHTS_NAME
+
+    return (SHIPPED_MODEL / WEIGHTS_NAME).is_file() and (SHIPPED_MODEL / CONFIG_NAME).is_file()
+
+
+def speech_motion(
+    audio: np.ndarray, reference: PoseSequence, fps: float, seed: int, use_learned: bool = True
+) -> tuple[PoseSequence, str]:
+    """Keypoints ``[round(N / 16000 * fps), 133, 3]`` in the reference's pixels for 16 kHz
+    mono speech ``audio`` ``[N]``, and the name of the motion source used."""
+    if use_learned and learned_model_available():
+        from cospeech.motion.generate import GenerateOptions, MotionGenerator
+
+        options = GenerateOptions(fps=fps, seed=seed)
+        return MotionGenerator.load().generate(audio, reference, options=options), "learned"
+    return rule_motion(audio, reference, fps, seed), "rules"
+
+
+def rule_motion(audio: np.ndarray, reference: PoseSequence, fps: float, seed: int) -> PoseSequence:
+    """The rule baseline on recognised phonemes (see the module docstring)."""
+    from cospeech.audio.phone_recognition import recognize_phones
+    from cospeech.motion.rules import generate_motion, prosody_from_audio, sample_gesture_style
+
+    duration = len(audio) / SAMPLE_RATE
+    frames = round(duration * fps)
+    rng = np.random.default_rng(seed)
+    style_rng, motion_rng = rng.spawn(2)
+    motion = generate_motion(
+        recognize_phones(audio), duration, fps, reference, sample_gesture_style(style_rng),
+        motion_rng, prosody=prosody_from_audio(audio, SAMPLE_RATE, fps, frames),
+    )  # fmt: skip
+    return motion.pose

@@ -1,0 +1,153 @@
+"""Training stage ``vae``: TinyVideoVAE reconstructing windows of a clip dataset.
+
+Each update reconstructs random ``crop x crop`` patches (multiples of 8) of ``frames``-frame
+windows; the VAE is fully convolutional, so patches train the same weights four to sixteen
+times cheaper than whole frames. The loss is :func:`cospeech.models.vae.loss.vae_loss`
+(L1 + SSIM + edge + tiny KL; no downloaded networks). The export measures per-channel
+latent statistics on training windows (so exported latents are normalised) and writes
+``save_pretrained``.
+
+    cospeech train vae --out runs/vae --set stage.data=corpus/
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from cospeech.data.dataset import ClipDataset
+from cospeech.errors import InputError
+from cospeech.models.vae import TinyVideoVAE
+from cospeech.models.vae.loss import VAELossWeights, vae_loss
+from cospeech.train.config import OptimConfig, TrainConfig
+
+SPACE_STRIDE = 8
+SAMPLE_SEED = 12345
+
+
+@dataclass
+class Config:
+    """The ``stage:`` section of a VAE run.
+
+    ``crop`` is the side of the random training patch (0 = whole frames); ``stats_windows``
+    windows of the training split measure the latent statistics at export; ``sample_clips``
+    validation clips make the periodic reconstruction videos.
+    """
+
+    data: str = "corpus"
+    preset: str = "demo"
+    frames: int = 9
+    size: int = 128
+    crop: int = 64
+    cache_bytes: int = 2_000_000_000
+    stats_windows: int = 64
+    sample_clips: int = 2
+    loss: VAELossWeights = field(default_factory=VAELossWeights)
+
+
+def default_train_config() -> TrainConfig:
+    return TrainConfig(
+        steps=3000,
+        batch_size=4,
+        ema_decay=0.999,
+        checkpoint_every=100,
+        log_every=10,
+        sample_every=500,
+        optim=OptimConfig(lr=4e-4, warmup_steps=100, grad_clip=1.0),
+    )
+
+
+def random_crop(video: torch.Tensor, crop: int) -> torch.Tensor:
+    """A random ``crop x crop`` patch (corner on the 8-pixel grid) of ``[B, 3, F, H, W]``,
+    the same for the whole batch; draws from torch's global RNG. ``crop == 0``: whole."""
+    height, width = video.shape[-2:]
+    if crop <= 0 or crop >= min(height, width):
+        return video
+    top = int(torch.randint(0, (height - crop) // SPACE_STRIDE + 1, ())) * SPACE_STRIDE
+    left = int(torch.randint(0, (width - crop) // SPACE_STRIDE + 1, ())) * SPACE_STRIDE
+    return video[..., top : top + crop, left : left + crop]
+
+
+def to_uint8_frames(video: torch.Tensor) -> np.ndarray:
+    """``[3, F, H, W]`` in [-1, 1] -> ``[F, H, W, 3]`` uint8."""
+    pixels = ((video.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return pixels.permute(1, 2, 3, 0).cpu().numpy()
+
+
+class VAEStage:
+    """The ``vae`` stage (see the module docstring)."""
+
+    name = "vae"
+
+    def __init__(self, config: Config) -> None:
+        if config.crop % SPACE_STRIDE or config.size % SPACE_STRIDE:
+            raise InputError(f"stage vae: size and crop must be multiples of {SPACE_STRIDE}")
+        self.config = config
+
+    def _dataset(self, split: str, seed: int = 0) -> ClipDataset:
+        cfg = self.config
+        if not (Path(cfg.data) / "manifest.jsonl").is_file():
+            raise InputError(f"stage vae: {cfg.data} is not a dataset (no manifest.jsonl)")
+        return ClipDataset(
+            cfg.data, split, frames=cfg.frames, size=cfg.size, with_pose_maps=False,
+            with_audio=False, seed=seed, cache_bytes=cfg.cache_bytes,
+        )  # fmt: skip
+
+    def build_model(self) -> nn.Module:
+        return TinyVideoVAE.from_preset(self.config.preset)
+
+    def build_dataset(self) -> Dataset:
+        return self._dataset("train")
+
+    def loss(
+        self, model: nn.Module, batch: dict, step: int
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        video = random_crop(batch["video"], self.config.crop)
+        out = model(video)
+        terms = vae_loss(video, out.recon, out.mean, out.logvar, self.config.loss)
+        metrics = terms.as_dict()
+        metrics.pop("total")
+        return terms.total, metrics
+
+    def sample(self, model: nn.Module, step: int) -> dict[str, np.ndarray]:
+        """Ground truth (left) beside the reconstruction (right), per validation clip."""
+        dataset = self._dataset("val", seed=SAMPLE_SEED)
+        device = next(model.parameters()).device
+        videos = {}
+        for index in range(min(self.config.sample_clips, len(dataset))):
+            item = dataset[index]
+            video = item["video"][None].to(device)
+            recon = model.decode(model.encode(video))[0]
+            both = torch.cat([video[0], recon.to(video.dtype)], dim=-1)
+            videos[str(item["clip"])] = to_uint8_frames(both)
+        return videos
+
+    @torch.no_grad()
+    def latent_statistics(self, model: TinyVideoVAE) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel mean and std ``[C]`` of raw posterior means on training windows."""
+        dataset = self._dataset("train", seed=SAMPLE_SEED)
+        device = next(model.parameters()).device
+        count = min(self.config.stats_windows, len(dataset))
+        means = []
+        for index in np.linspace(0, len(dataset) - 1, count).round().astype(int):
+            mean, _ = model.encode_posterior(dataset[int(index)]["video"][None].to(device))
+            means.append(mean.transpose(0, 1).flatten(1))
+        values = torch.cat(means, dim=1).double()
+        return values.mean(dim=1).float(), values.std(dim=1).clamp_min(1e-6).float()
+
+    def export(self, model: nn.Module, out_dir: Path) -> None:
+        was_training = model.training
+        model.eval()
+        mean, std = self.latent_statistics(model)
+        model.set_latent_statistics(mean, std)
+        model.save_pretrained(out_dir)
+        model.train(was_training)
+
+
+def build_stage(config: Config) -> VAEStage:
+    return VAEStage(config)

@@ -1,0 +1,171 @@
+"""Attention modes of the VideoDiT and chunked generation with the KV cache."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cospeech.attention import SparsePlan, block_causal_frame_mask
+from cospeech.errors import InputError
+from cospeech.models import VIDEO_DIT_PRESETS, KVCache, VideoDiT
+from cospeech.models.attention import block_causal_attention
+
+FRAMES, HEIGHT, WIDTH = 7, 4, 4  # latent frames; 2x2 tokens per frame
+CHUNK = 3
+
+
+def randomise(model: torch.nn.Module, std: float = 0.2, seed: int = 0) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.copy_(torch.randn(param.shape, generator=generator) * std)
+
+
+@pytest.fixture(scope="module")
+def model() -> VideoDiT:
+    config = dataclasses.replace(VIDEO_DIT_PRESETS["tiny"], text_dim=8, image_dim=12)
+    net = VideoDiT(config).eval()
+    randomise(net)
+    return net
+
+
+@pytest.fixture(scope="module")
+def inputs(model):
+    generator = torch.Generator().manual_seed(1)
+    cfg = model.config
+    return dict(
+        x=torch.randn(1, cfg.in_dim, FRAMES, HEIGHT, WIDTH, generator=generator),
+        t=torch.tensor([600.0]),
+        context=torch.randn(1, 5, cfg.text_dim, generator=generator),
+        clip_context=torch.randn(1, 3, cfg.image_dim, generator=generator),
+        pose=torch.rand(1, 3, 1 + 4 * (FRAMES - 1), 8 * HEIGHT, 8 * WIDTH, generator=generator),
+        ref_pose=torch.rand(1, 3, 8 * HEIGHT, 8 * WIDTH, generator=generator),
+    )
+
+
+def chunk_inputs(inputs, start: int, stop: int) -> dict:
+    """Latent frames [start, stop) and their video frames (frame 0 alone, then groups of 4)."""
+    video_start = 0 if start == 0 else 4 * start - 3
+    return dict(
+        inputs,
+        x=inputs["x"][:, :, start:stop],
+        pose=inputs["pose"][:, :, video_start : 4 * stop - 3],
+    )
+
+
+def test_chunked_generation_with_kv_cache_equals_block_causal_forward(model, inputs):
+    with torch.no_grad():
+        whole = model(**inputs, attention="causal", chunk_frames=CHUNK)
+        cache = KVCache(model.config.num_layers)
+        for start in range(0, FRAMES, CHUNK):
+            stop = min(start + CHUNK, FRAMES)
+            part = chunk_inputs(inputs, start, stop)
+            # a denoising step reads the cache without changing it ...
+            step = model(**dict(part, t=torch.tensor([900.0])), kv_cache=cache)
+            assert cache.frames_seen == start and step.shape[2] == stop - start
+            # ... the final pass over the chunk commits its keys/values
+            out = model(**part, kv_cache=cache, cache_update=True)
+            torch.testing.assert_close(out, whole[:, :, start:stop], rtol=1e-5, atol=1e-5)
+        assert cache.frames_seen == FRAMES and cache.num_chunks == 3
+        full = model(**inputs)
+    assert (full[:, :, :CHUNK] - whole[:, :, :CHUNK]).abs().max() > 1e-3  # modes differ
+
+
+def test_block_causal_output_ignores_later_frames(model, inputs):
+    changed = dict(inputs, x=inputs["x"].clone())
+    changed["x"][:, :, CHUNK:] += 1.0
+    with torch.no_grad():
+        a = model(**inputs, attention="causal", chunk_frames=CHUNK)
+        b = model(**changed, attention="causal", chunk_frames=CHUNK)
+    torch.testing.assert_close(a[:, :, :CHUNK], b[:, :, :CHUNK], rtol=0, atol=0)
+    assert (a[:, :, CHUNK:] - b[:, :, CHUNK:]).abs().max() > 1e-3
+
+
+def test_full_attention_with_all_true_plan_equals_dense(model, inputs):
+    tokens_per_frame = (HEIGHT // 2) * (WIDTH // 2)
+    plan = SparsePlan.dense(FRAMES * tokens_per_frame, block_size=8, num_frames=FRAMES)
+    assert bool(plan.token_mask().all())
+    with torch.no_grad():
+        dense = model(**inputs)
+        for backend in ("dense", "gather"):
+            sparse = model(**inputs, plan=plan, sparse_backend=backend)
+            torch.testing.assert_close(sparse, dense, rtol=1e-5, atol=1e-5)
+
+
+def test_block_causal_via_plan_equals_block_causal_mode(model, inputs):
+    tokens_per_frame = (HEIGHT // 2) * (WIDTH // 2)
+    plan = SparsePlan.from_frame_mask(
+        block_causal_frame_mask(FRAMES, CHUNK), tokens_per_frame, block_size=8
+    )
+    with torch.no_grad():
+        causal = model(**inputs, attention="causal", chunk_frames=CHUNK)
+        planned = model(**inputs, plan=plan, sparse_backend="gather")
+    torch.testing.assert_close(planned, causal, rtol=1e-5, atol=1e-5)
+
+
+def test_block_causal_kernel_equals_sdpa_with_token_mask():
+    generator = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 20, 3, 8, generator=generator) for _ in range(3))  # [B, L, H, D]
+    chunk_tokens = 6
+    chunk = torch.arange(20) // chunk_tokens
+    mask = chunk[None, :] <= chunk[:, None]
+    expected = F.scaled_dot_product_attention(
+        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask
+    ).transpose(1, 2)
+    out = block_causal_attention(q, k, v, chunk_tokens)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+
+
+def run_chunks(model, inputs, cache, chunk=1, frames=FRAMES):
+    outputs = []
+    with torch.no_grad():
+        for start in range(0, frames, chunk):
+            part = chunk_inputs(inputs, start, min(start + chunk, frames))
+            outputs.append(model(**part, kv_cache=cache, cache_update=True))
+    return outputs
+
+
+def test_window_eviction_keeps_sink_and_latest_chunks(model, inputs):
+    keep_all = KVCache(model.config.num_layers)
+    windowed = KVCache(model.config.num_layers, sink_chunks=1, window_chunks=1)
+    run_chunks(model, inputs, keep_all, frames=3)
+    run_chunks(model, inputs, windowed, frames=3)
+    tokens = (HEIGHT // 2) * (WIDTH // 2)
+    assert windowed.cached_frames == 2 and windowed.frames_seen == 3
+    for layer in range(model.config.num_layers):
+        all_keys, all_values = keep_all.past(layer)
+        keys, values = windowed.past(layer)
+        keep = torch.cat([torch.arange(tokens), torch.arange(2 * tokens, 3 * tokens)])
+        torch.testing.assert_close(keys, all_keys[:, keep], rtol=0, atol=0)
+        torch.testing.assert_close(values, all_values[:, keep], rtol=0, atol=0)
+
+
+def test_rolling_window_keeps_rope_positions_in_the_table(inputs):
+    config = dataclasses.replace(
+        VIDEO_DIT_PRESETS["tiny"], text_dim=8, image_dim=12, rope_max_positions=4
+    )
+    small = VideoDiT(config).eval()
+    randomise(small)
+    rolling = KVCache(config.num_layers, sink_chunks=1, window_chunks=2)
+    outputs = run_chunks(small, inputs, rolling)  # 7 chunks of one frame, table of 4
+    assert len(outputs) == FRAMES and rolling.cached_frames == 3
+    assert all(torch.isfinite(o).all() for o in outputs)
+    with pytest.raises(InputError, match="RoPE table"):
+        run_chunks(small, inputs, KVCache(config.num_layers))
+
+
+def test_cache_misuse_is_reported(model, inputs):
+    cache = KVCache(model.config.num_layers)
+    part = chunk_inputs(inputs, 0, 1)
+    with torch.no_grad():
+        model(**part, kv_cache=cache, cache_update=True)
+        with pytest.raises(InputError, match="token grid"):
+            model(**dict(part, x=part["x"][..., :2], pose=None, ref_pose=None), kv_cache=cache)
+        with pytest.raises(InputError, match="layers"):
+            model(**part, kv_cache=KVCache(model.config.num_layers + 1))
+        with pytest.raises(InputError):
+            model(**part, kv_cache=cache, attention="causal")
+    assert cache.frames_seen == 1

@@ -1,0 +1,194 @@
+"""The motion stage, generation paths and commands on a tiny synthetic corpus."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from cospeech.audio.espeak import espeak_available
+from cospeech.audio.features import frame_stacked_mel
+from cospeech.cli import main
+from cospeech.data.manifest import read_manifest
+from cospeech.motion.config import MEL_PER_FRAME
+from cospeech.motion.dataset import MotionWindows, load_split
+from cospeech.motion.generate import GenerateOptions, MotionGenerator
+from cospeech.motion.normalize import BODY_POINTS, FACE_POINTS, from_offsets
+from cospeech.pose.sequence import PoseSequence
+from cospeech.train.stages import STAGES
+
+pytestmark = pytest.mark.skipif(not espeak_available(), reason="libespeak-ng not installed")
+FACE = list(FACE_POINTS)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    from cospeech.data.synth.corpus import CorpusConfig, write_corpus
+
+    root = tmp_path_factory.mktemp("corpus")
+    write_corpus(root, CorpusConfig(clips=8, size=64, seed=3, max_duration_s=4.0))
+    return root
+
+
+@pytest.fixture(scope="module")
+def run(corpus, tmp_path_factory):
+    from cospeech.train.run import run_stage
+
+    out = tmp_path_factory.mktemp("run")
+    previous = STAGES.get("motion")
+    STAGES["motion"] = "cospeech.train.stages.motion"
+    try:
+        run_stage("motion", out, None, [
+            f"stage.data={corpus}", "stage.preset=tiny", "stage.window_frames=40",
+            "train.steps=6", "train.batch_size=2", "train.checkpoint_every=3",
+            "train.log_every=3",
+        ], device="cpu")  # fmt: skip
+    finally:
+        if previous is None:
+            STAGES.pop("motion")
+        else:
+            STAGES["motion"] = previous
+    return out
+
+
+@pytest.fixture(scope="module")
+def generator(run):
+    return MotionGenerator.load(run / "final-ema")
+
+
+@pytest.fixture(scope="module")
+def clip(corpus):
+    return load_split(corpus, "test", limit=1)[0]
+
+
+def test_clips_hold_the_corpus_ground_truth(corpus, clip):
+    pose = PoseSequence.load(corpus / "clips" / clip.id / "pose.npz")
+    restored = from_offsets(clip.offsets, clip.reference)
+    seen = pose.confidence > 0
+    assert np.allclose(restored[seen], pose.points[seen], atol=1e-3)
+    assert clip.mel.shape == (len(pose), MEL_PER_FRAME * 80)
+
+
+def test_windows_are_deterministic_per_index_and_epoch(corpus):
+    clips = load_split(corpus, "train")
+    windows = MotionWindows(clips, frames=40)
+    windows.set_epoch(2)
+    a = windows[0]
+    windows.set_epoch(5)
+    windows[0]
+    windows.set_epoch(2)
+    b = windows[0]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # The window is a slice of the clip: find it in the clip's offsets.
+    n = int(a["valid"].sum())
+    offsets = clips[0].offsets
+    starts = [s for s in range(offsets.shape[0] - n + 1)
+              if np.array_equal(offsets[s : s + n], a["offsets"][:n].numpy())]  # fmt: skip
+    assert starts
+
+
+def test_training_run_writes_checkpoints_and_models(run):
+    assert (run / "final" / "model.safetensors").is_file()
+    assert (run / "final-ema" / "config.json").is_file()
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "step-00000003", "step-00000006",
+    ]  # fmt: skip
+
+
+def test_frames_follow_the_audio_length(generator, clip):
+    for seconds in (0.1, 1.0):
+        audio = np.zeros(round(seconds * 16000), np.float32)
+        pose = generator.generate(audio, clip.reference_pose)
+        assert len(pose) == round(seconds * 25)
+        assert (pose.width, pose.height) == (clip.width, clip.height)
+
+
+def test_output_moves_with_the_reference(generator, clip):
+    shifted = clip.reference.copy()
+    shifted[:, :2] += (5.0, -3.0)
+    ref_b = PoseSequence(shifted[None], 25, clip.width, clip.height)
+    a = generator.generate(clip.audio, clip.reference_pose)
+    b = generator.generate(clip.audio, ref_b)
+    assert np.allclose(b.points - a.points, (5.0, -3.0), atol=1e-3)
+
+
+def test_streaming_face_equals_a_whole_sequence_streaming_run(generator, clip):
+    options = GenerateOptions(chunk_frames=7)
+    stream = generator.stream(clip.reference_pose, options=options)
+    pieces, rng, i = [], np.random.default_rng(0), 0
+    while i < clip.audio.size:
+        n = int(rng.integers(50, 4000))
+        piece = stream.push(clip.audio[i : i + n])
+        i += n
+        if piece is not None:
+            assert len(piece) % 7 == 0
+            pieces.append(piece.keypoints)
+    pieces.append(stream.finish().keypoints)
+    streamed = np.concatenate(pieces)
+    assert stream.latency_s <= 0.2
+    _, reference = generator._reference(clip.reference_pose)
+    mel = frame_stacked_mel(clip.audio, 25.0, clip.frames, MEL_PER_FRAME)
+    whole = generator.run_frames(mel, reference, None, True, None, 1, torch.Generator())
+    expected = generator.to_pose(whole, clip.reference, 25.0, clip.width, clip.height)
+    assert streamed.shape == expected.keypoints.shape
+    assert np.allclose(streamed[:, FACE], expected.keypoints[:, FACE], atol=1e-3)
+
+
+def test_streaming_state_stays_bounded(generator, clip):
+    stream = generator.stream(clip.reference_pose, options=GenerateOptions(chunk_frames=5))
+    noise = np.random.default_rng(1).normal(0, 0.05, 16000).astype(np.float32)
+    sizes = []
+    for _ in range(30):  # 30 s of audio
+        stream.push(noise)
+        sizes.append((stream.samples.size, stream.mel.shape[0]))
+    assert sizes[-1] == sizes[10] or max(sizes[10:]) <= max(sizes[:10])
+    assert stream.next_frame >= 29 * 25
+
+
+def test_long_audio_windows_blend_into_one_sequence(generator, clip):
+    audio = np.tile(clip.audio, 3)
+    options = GenerateOptions(window_frames=40, overlap_frames=10)
+    pose = generator.generate(audio, clip.reference_pose, options=options)
+    frames = round(audio.size / 16000 * 25)
+    assert len(pose) == frames
+    # Before the first overlap, the first window's own face is returned unchanged.
+    _, reference = generator._reference(clip.reference_pose)
+    mel = frame_stacked_mel(audio, 25.0, frames, MEL_PER_FRAME)
+    first = generator.run_frames(mel[:40], reference, None, False, None, 1, torch.Generator())
+    expected = generator.to_pose(first, clip.reference, 25.0, clip.width, clip.height)
+    assert np.allclose(pose.keypoints[:30, FACE], expected.keypoints[:30, FACE], atol=1e-4)
+    # Inside overlaps the body changes smoothly: no jump larger than the largest step
+    # elsewhere in the sequence by more than a factor of 3.
+    body = pose.points[:, list(BODY_POINTS)]
+    steps = np.abs(np.diff(body, axis=0)).max(axis=(1, 2))
+    assert np.isfinite(steps).all()
+
+
+def test_motion_command_writes_pose_and_video(tmp_path, run, clip, corpus, capsys):
+    audio = tmp_path / "a.wav"
+    soundfile.write(audio, clip.audio, 16000)
+    ref = tmp_path / "ref.npz"
+    clip.reference_pose.save(ref)
+    out, video = tmp_path / "pose.npz", tmp_path / "pose.mp4"
+    code = main(["motion", "--audio", str(audio), "--reference-pose", str(ref), "-o", str(out),
+                 "--draw", str(video), "--model", str(run / "final-ema")])  # fmt: skip
+    assert code == 0
+    pose = PoseSequence.load(out)
+    assert len(pose) == clip.frames and video.stat().st_size > 0
+    bad = tmp_path / "bad.wav"
+    bad.write_text("not audio")
+    code = main(["motion", "--audio", str(bad), "--reference-pose", str(ref),
+                 "-o", str(tmp_path / "x.npz"), "--model", str(run / "final-ema")])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "not an audio file" in err[0]
+    assert not (tmp_path / "x.npz").exists()
+
+
+def test_eval_command_prints_every_method(run, corpus, capsys):
+    assert read_manifest(corpus)
+    code = main(["eval", "motion", "--model", str(run), "--data", str(corpus), "--limit", "1"])
+    assert code == 0
+    table = capsys.readouterr().out
+    for name in ("learned (offline)", "learned (streaming)", "rules (allphone)", "mean pose"):
+        assert f"| {name} |" in table

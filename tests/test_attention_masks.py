@@ -85,7 +85,7 @@ def test_matches_loop_reference_with_ties(k, causal):
     "sim, kwargs",
     [
         (np.array([[0.0, np.nan], [1.0, 0.0]]), {}),
-        (np.array([[0.0, np.inf], [1.0, 0.0]]), {}),
+        (np.array([[0.0, -np.inf], [1.0, 0.0]]), {}),
         (np.zeros((2, 3)), {}),
         (np.zeros((2, 2, 2)), {}),
         (np.zeros((0, 0)), {}),
@@ -110,6 +110,30 @@ def test_latent_frame_similarity_averages_covered_video_frames():
     assert lat[1, 1] == pytest.approx(sim[1:5, 1:5].mean())
     with pytest.raises(InputError):
         latent_frame_similarity(np.full((3, 3), np.nan))
+
+
+def test_frames_without_comparable_keypoints_rank_last():
+    """+inf (no confident keypoint shared, e.g. a detection drop-out) is ranked after every
+    finite distance, and latent frames average only their finite pairs."""
+    sim = np.array(
+        [
+            [0.0, 1.0, 2.0, np.inf],
+            [1.0, 0.0, 3.0, np.inf],
+            [2.0, 3.0, 0.0, np.inf],
+            [np.inf, np.inf, np.inf, 0.0],
+        ]
+    )
+    sim = np.pad(sim, ((0, 1), (0, 1)), constant_values=5.0)
+    sim[4, 4] = 0.0
+    sim[4, 3] = sim[3, 4] = np.inf
+    mask = global_frame_mask(sim, k=2, causal=True, sink_frames=0).numpy()
+    # frame 4 ranks its past {0: 5, 1: 5, 2: 5, 3: inf}: frame 3 is never among the 2 nearest
+    assert not mask[4, 3] and mask[4, :3].sum() == 3  # ties at the K-th value are kept
+    lat = latent_frame_similarity(sim, time_stride=4).numpy()
+    # latent 1 covers video frames 1..4: its pairs with frame 0 are {1, 2, inf, 5}
+    assert lat[0, 1] == pytest.approx((1.0 + 2.0 + 5.0) / 3)
+    only_inf = latent_frame_similarity(np.array([[0.0, np.inf], [np.inf, 0.0]]), 1).numpy()
+    assert only_inf[0, 1] == np.inf
 
 
 def _loop_token_mask(frame_mask: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -27,7 +27,7 @@ def corpus(tmp_path_factory):
     from cospeech.data.synth.corpus import CorpusConfig, write_corpus
 
     root = tmp_path_factory.mktemp("corpus")
-    write_corpus(root, CorpusConfig(clips=8, size=64, seed=3, max_duration_s=4.0))
+    write_corpus(root, CorpusConfig(clips=6, size=64, seed=3, max_duration_s=4.0))
     return root
 
 
@@ -136,14 +136,15 @@ def test_streaming_face_equals_a_whole_sequence_streaming_run(generator, clip):
 
 
 def test_streaming_state_stays_bounded(generator, clip):
-    stream = generator.stream(clip.reference_pose, options=GenerateOptions(chunk_frames=5))
+    stream = generator.stream(clip.reference_pose, options=GenerateOptions(chunk_frames=25))
     noise = np.random.default_rng(1).normal(0, 0.05, 16000).astype(np.float32)
     sizes = []
-    for _ in range(30):  # 30 s of audio
+    for _ in range(8):  # 8 s of audio
         stream.push(noise)
         sizes.append((stream.samples.size, stream.mel.shape[0]))
-    assert sizes[-1] == sizes[10] or max(sizes[10:]) <= max(sizes[:10])
-    assert stream.next_frame >= 29 * 25
+    # After the receptive field (under 2 s for this model) is filled, the state stops growing.
+    assert max(sizes[3:]) <= max(sizes[:3])
+    assert stream.next_frame >= 7 * 25
 
 
 def test_long_audio_windows_blend_into_one_sequence(generator, clip):
@@ -152,17 +153,19 @@ def test_long_audio_windows_blend_into_one_sequence(generator, clip):
     pose = generator.generate(audio, clip.reference_pose, options=options)
     frames = round(audio.size / 16000 * 25)
     assert len(pose) == frames
-    # Before the first overlap, the first window's own face is returned unchanged.
+    # Up to the first overlap the first window is returned unchanged, and the second window
+    # starts from the first one's frames as clean body context (no jump at the seam).
     _, reference = generator._reference(clip.reference_pose)
     mel = frame_stacked_mel(audio, 25.0, frames, MEL_PER_FRAME)
-    first = generator.run_frames(mel[:40], reference, None, False, None, 1, torch.Generator())
+    steps = generator.config.flow_steps
+    first = generator.run_frames(
+        mel[:40], reference, None, False, None, steps, torch.Generator().manual_seed(0)
+    )
     expected = generator.to_pose(first, clip.reference, 25.0, clip.width, clip.height)
     assert np.allclose(pose.keypoints[:30, FACE], expected.keypoints[:30, FACE], atol=1e-4)
-    # Inside overlaps the body changes smoothly: no jump larger than the largest step
-    # elsewhere in the sequence by more than a factor of 3.
-    body = pose.points[:, list(BODY_POINTS)]
-    steps = np.abs(np.diff(body, axis=0)).max(axis=(1, 2))
-    assert np.isfinite(steps).all()
+    seam = 30 + generator.config.context_frames
+    body = list(BODY_POINTS)
+    assert np.allclose(pose.points[:seam, body], expected.points[:seam, body], atol=1e-4)
 
 
 def test_motion_command_writes_pose_and_video(tmp_path, run, clip, corpus, capsys):
@@ -171,11 +174,13 @@ def test_motion_command_writes_pose_and_video(tmp_path, run, clip, corpus, capsy
     ref = tmp_path / "ref.npz"
     clip.reference_pose.save(ref)
     out, video = tmp_path / "pose.npz", tmp_path / "pose.mp4"
+    capsys.readouterr()
     code = main(["motion", "--audio", str(audio), "--reference-pose", str(ref), "-o", str(out),
                  "--draw", str(video), "--model", str(run / "final-ema")])  # fmt: skip
     assert code == 0
     pose = PoseSequence.load(out)
     assert len(pose) == clip.frames and video.stat().st_size > 0
+    capsys.readouterr()
     bad = tmp_path / "bad.wav"
     bad.write_text("not audio")
     code = main(["motion", "--audio", str(bad), "--reference-pose", str(ref),

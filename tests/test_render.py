@@ -75,7 +75,7 @@ def _close_eyes(pose: np.ndarray) -> np.ndarray:
     return closed
 
 
-def _distance_to_segment(colour, a, b) -> float:
+def _distance_to_segment(colour: tuple[int, ...], a: tuple[int, ...], b: tuple[int, ...]) -> float:
     """RGB distance from ``colour`` to the nearest blend of ``a`` and ``b``."""
     colour, a, b = (np.asarray(c, np.float64) for c in (colour, a, b))
     t = np.clip((colour - a) @ (b - a) / max((b - a) @ (b - a), 1e-9), 0.0, 1.0)

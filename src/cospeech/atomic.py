@@ -22,7 +22,8 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
     from it). On any exception the temporary file is removed and ``target`` is untouched.
     """
     target = Path(target)
-    folder = target.parent if str(target.parent) else Path(".")
+    check_writable(target)
+    folder = target.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(
@@ -39,8 +40,33 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
         os.umask(umask)
         if tmp_path.exists():
             os.chmod(tmp_path, 0o666 & ~umask)
-        os.replace(tmp_path, target)
+        try:
+            os.replace(tmp_path, target)
+        except OSError as exc:
+            raise InputError(f"cannot write {target}: {exc.strerror or exc}") from None
     except BaseException:
         with contextlib.suppress(OSError):
             tmp_path.unlink()
         raise
+
+
+def check_writable(target: str | Path) -> None:
+    """:class:`InputError` unless a file ``target`` can be created (its folder exists and
+    takes files, or can be made). Call it before long work that ends in writing ``target``;
+    nothing is created."""
+    target = Path(target)
+    if target.is_dir():
+        raise InputError(f"cannot write {target}: it is a folder")
+    existing = target.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"cannot write {target}: {existing} is not a folder")
+    try:  # a real probe: os.access says yes to root on read-only or virtual file systems
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise InputError(
+            f"cannot write {target}: cannot create files in {existing} ({reason})"
+        ) from None

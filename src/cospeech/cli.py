@@ -57,15 +57,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    try:
+    """Run one command: 0 ok, 2 a user error (one line on stderr), 130 interrupted."""
+    try:  # Ctrl-C while the commands are imported counts too
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
         return int(args.func(args) or 0)
     except CospeechError as exc:
-        print(f"cospeech: error: {exc}", file=sys.stderr)
+        message = " ".join(str(exc).split())  # one line, whatever a library put in it
+        print(f"cospeech: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("cospeech: interrupted", file=sys.stderr)

@@ -8,6 +8,7 @@ preset name, a YAML path, or a dict, plus dotted overrides (``"model.dim=256"``)
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import types
 import typing
 from collections.abc import Mapping
@@ -64,9 +65,29 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_convert(args[0], v, where) for v in value)
         return tuple(_convert(a, v, where) for a, v in zip(args, value, strict=False))
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+    if hint in (int, float, bool, str):
+        return _scalar(hint, value, where)
     return value
+
+
+def _scalar(hint: type, value: Any, where: str) -> Any:
+    """``value`` as an ``int``/``float``/``bool``/``str`` field, or a one-line InputError."""
+    number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if hint is float and number:
+        return float(value)
+    if hint is float and isinstance(value, str):  # YAML reads "1e-4" (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if hint is int and number and isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, hint) and (hint is not int or not isinstance(value, bool)):
+        return value
+    raise InputError(f"config{where}: expected {_NAMES[hint]}, got {value!r}")
+
+
+_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -106,8 +127,17 @@ def load_config(
         try:
             loaded = yaml.safe_load(path.read_text())
         except yaml.YAMLError as exc:
-            raise InputError(f"config {path}: not valid YAML ({exc})") from None
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise InputError(f"config {path}: not valid YAML ({problem}{where})") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"config {path}: not a readable text file ({exc})") from None
         data = loaded or {}
+        if not isinstance(data, dict):
+            raise InputError(
+                f"config {path}: expected YAML key: value pairs, got a {type(data).__name__}"
+            )
         preset = data.pop("preset", None)
         if preset is not None:
             if presets is None or preset not in presets:

@@ -58,8 +58,7 @@ def global_frame_mask(
     if sim.dtype == torch.bool or sim.is_complex():
         raise InputError(f"similarity: expected real values, got {sim.dtype}")
     sim = sim.to(torch.float64)
-    if not torch.isfinite(sim).all():
-        raise InputError("similarity: contains NaN or infinite values")
+    _check_distances(sim)
     if int(k) != k or k < 0:
         raise InputError(f"k must be a non-negative integer, got {k}")
     if int(sink_frames) != sink_frames or sink_frames < 0:
@@ -96,13 +95,23 @@ def latent_frame_similarity(
     if sim.ndim != 2 or sim.shape[0] != sim.shape[1] or sim.shape[0] == 0:
         raise InputError(f"similarity: expected a square [T, T] matrix, got {list(sim.shape)}")
     sim = sim.to(torch.float64)
-    if not torch.isfinite(sim).all():
-        raise InputError("similarity: contains NaN or infinite values")
+    _check_distances(sim)
     ranges = latent_frame_ranges(sim.shape[0], int(time_stride))
     group = torch.zeros(len(ranges), sim.shape[0], dtype=torch.float64, device=sim.device)
     for i, (start, stop) in enumerate(ranges):
-        group[i, start:stop] = 1.0 / (stop - start)
-    return group @ sim @ group.T
+        group[i, start:stop] = 1.0
+    # Mean over the pairs with a finite distance; +inf (no shared confident keypoint, see
+    # pose.similarity) where no pair of the two latent frames has one.
+    finite = torch.isfinite(sim)
+    total = group @ torch.where(finite, sim, 0.0) @ group.T
+    count = group @ finite.to(torch.float64) @ group.T
+    return torch.where(count > 0, total / count.clamp_min(1.0), torch.inf)
+
+
+def _check_distances(sim: torch.Tensor) -> None:
+    """Distances are >= 0 or +inf ("not comparable": ranked last); NaN and -inf are errors."""
+    if torch.isnan(sim).any() or (sim == -torch.inf).any():
+        raise InputError("similarity: contains NaN or -inf values")
 
 
 def flatten_labels(

@@ -66,7 +66,7 @@ def mel_filterbank(config: MelConfig) -> np.ndarray:
     rising = (bins[None] - lower) / (centre - lower)
     falling = (upper - bins[None]) / (upper - centre)
     weights = np.maximum(0.0, np.minimum(rising, falling))
-    weights *= (2.0 / (upper - lower))
+    weights *= 2.0 / (upper - lower)
     return weights.astype(np.float32)
 
 
@@ -161,5 +161,7 @@ def frame_stacked_mel(
     config = config or MelConfig()
     mel = log_mel(audio, config)
     rate = per_frame * fps
-    resampled = resample_frames(mel, config.frame_rate, rate, per_frame * frames, config.floor_value)
+    resampled = resample_frames(
+        mel, config.frame_rate, rate, per_frame * frames, config.floor_value
+    )
     return resampled.reshape(frames, per_frame * config.n_mels)

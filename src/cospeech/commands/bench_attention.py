@@ -38,16 +38,20 @@ def _run(args: argparse.Namespace) -> int:
     else:
         try:
             device = torch.device(args.device)
-        except RuntimeError as exc:
-            raise InputError(f"--device: {exc}") from None
+        except RuntimeError:
+            raise InputError(f"--device {args.device}: unknown device (use cpu or cuda)") from None
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise InputError("--device cuda: no CUDA GPU is available (use --device cpu)")
+            raise InputError(
+                f"--device {args.device}: CUDA is not available on this machine (use --device cpu)"
+            )
     shapes = args.shape or (["quick"] if args.quick else ["cpu"])
     repeats = args.repeats if args.repeats is not None else (3 if args.quick else 5)
     if repeats < 1:
         raise InputError(f"--repeats must be >= 1, got {repeats}")
     if args.k < 0:
         raise InputError(f"--k must be >= 0, got {args.k}")
+    if args.block_size < 1:
+        raise InputError(f"--block-size must be >= 1, got {args.block_size}")
     if args.density is not None and not 0 < args.density <= 1:
         raise InputError(f"--density must be in (0, 1], got {args.density}")
     if args.backends:
@@ -78,7 +82,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"pose: {source}; K = {args.k}; {len(pose)} video frames")
         for title, p in plans:
             print(f"\n-- {title}: {describe_plan(p)}")
-            with tqdm(total=None, desc=name, leave=False) as bar:
+            with tqdm(total=None, desc=name, leave=False, disable=None) as bar:
                 load = _load()
                 rows = run_bench(
                     shape, p, backends, repeats, device, check=args.check, backward=args.backward,

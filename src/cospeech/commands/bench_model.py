@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(max(1, args.threads))
     config = load_video_dit_config(args.preset, args.overrides)
     height, width = parse_size(args.size)
-    with tqdm(total=5, desc="bench model", leave=False) as bar:
+    with tqdm(total=5, desc="bench model", leave=False, disable=None) as bar:
 
         def progress(message: str) -> None:
             bar.set_description(message)

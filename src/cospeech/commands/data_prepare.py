@@ -39,6 +39,10 @@ def _run(args: argparse.Namespace) -> int:
         raise InputError("--backend onnx needs --pose-model FILE.onnx (DWPose or RTMW)")
     summary = prepare_dataset(args.src, args.out, config, progress=not args.quiet)
     print("\n".join(summary.lines()))
+    if summary.failures and not summary.processed and not summary.already_done:
+        source, reason = summary.failures[0]
+        more = f" (and {len(summary.failures) - 1} more)" if len(summary.failures) > 1 else ""
+        raise InputError(f"no source could be prepared: {source}: {reason}{more}")
     return 0
 
 

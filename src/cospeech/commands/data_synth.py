@@ -25,7 +25,7 @@ def _run(args: argparse.Namespace) -> int:
         test_fraction=args.test_fraction,
     )
     start = time.perf_counter()
-    with tqdm(total=config.clips, desc="clips", unit="clip") as bar:
+    with tqdm(total=config.clips, desc="clips", unit="clip", disable=None) as bar:
         entries = write_corpus(
             args.out, config, workers=args.workers, progress=lambda n: bar.update(n - bar.n)
         )

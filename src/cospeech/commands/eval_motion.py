@@ -18,8 +18,23 @@ def _run(args: argparse.Namespace) -> int:
     model = args.model
     if model is not None and (Path(model) / "final-ema").is_dir():
         model = str(Path(model) / "final-ema")  # a training run folder
-    results = evaluate(model, args.data, args.split, args.limit, args.seed, progress=True)
+    sheet_rows: dict = {}
+
+    def keep_first(clip, outputs) -> None:
+        if not sheet_rows:
+            sheet_rows.update(size=(clip.width, clip.height), rows=outputs)
+
+    results = evaluate(
+        model, args.data, args.split, args.limit, args.seed, progress=True, on_clip=keep_first
+    )
     print(format_table(results))
+    if args.contact_sheet:
+        from cospeech.motion.evaluate import GROUND_TRUTH, LEARNED_OFFLINE, RULES_ALLPHONE
+        from cospeech.motion.sheet import motion_sheet, save_png
+
+        names = (GROUND_TRUTH, LEARNED_OFFLINE, RULES_ALLPHONE)
+        rows = {name: sheet_rows["rows"][name] for name in names}
+        save_png(motion_sheet(rows, *sheet_rows["size"], args.sheet_frames), args.contact_sheet)
     if args.json:
         with atomic_path(args.json) as tmp:
             tmp.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
@@ -37,3 +52,5 @@ def register(tree) -> None:
     p.add_argument("--limit", type=int, default=0, help="first N clips only (0 = all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the gesture sampling")
     p.add_argument("--json", help="also write the scores as JSON")
+    p.add_argument("--contact-sheet", help="PNG of the first clip: truth, learned, rules")
+    p.add_argument("--sheet-frames", type=int, default=8, help="frames per contact-sheet row")

@@ -6,7 +6,12 @@ import argparse
 
 
 def _run(args: argparse.Namespace) -> int:
-    from cospeech.pipeline.generate import GenerateOptions, generate
+    from pathlib import Path
+
+    from cospeech.pipeline.generate import GenerateOptions, check_output_path, generate
+
+    if args.contact_sheet:
+        check_output_path(Path(args.contact_sheet), ".png")
 
     options = GenerateOptions(
         steps=args.steps, guidance=args.guidance, seed=args.seed, fps=args.fps, size=args.size,
@@ -17,7 +22,25 @@ def _run(args: argparse.Namespace) -> int:
         save_pose=args.save_pose, model=args.model,
     )  # fmt: skip
     print(result.summary())
+    if args.contact_sheet:
+        _write_contact_sheet(args.audio, result, args.contact_sheet)
     return 0
+
+
+def _write_contact_sheet(audio_path: str, result, path: str) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from cospeech.atomic import atomic_path
+    from cospeech.audio.load import SAMPLE_RATE, load_audio
+    from cospeech.eval.contact_sheet import contact_sheet
+    from cospeech.media.video import iter_frames
+
+    frames = np.stack(list(iter_frames(result.path)))
+    sheet = contact_sheet(frames, result.keypoints, load_audio(audio_path), SAMPLE_RATE, result.fps)
+    with atomic_path(path, suffix=".png") as tmp:
+        Image.fromarray(sheet).save(tmp, format="PNG", optimize=True)
+    print(f"wrote {path}")
 
 
 def register(tree) -> None:
@@ -36,7 +59,6 @@ def register(tree) -> None:
     parser.add_argument(
         "--reference-pose", help="keypoints of the photo (.npz) instead of detecting them"
     )
+    parser.add_argument("--contact-sheet", help="also write a PNG sheet of frames and mouth")
     parser.add_argument("--model", help="model folder with teacher/ and vae/ (default: demo)")
-    parser.add_argument(
-        "--rule-motion", action="store_true", help="use the rule motion baseline"
-    )
+    parser.add_argument("--rule-motion", action="store_true", help="use the rule motion baseline")

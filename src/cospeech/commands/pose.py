@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import itertools
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +17,14 @@ SHEET_JPEG_QUALITY = 90
 
 
 def _extract(args: argparse.Namespace) -> int:
+    from cospeech.atomic import check_writable
     from cospeech.pose.extract import DEFAULT_SMOOTHING, extract_pose
 
     if Path(args.output).suffix != ".npz":
         raise InputError(f"output {args.output}: must end in .npz")
+    if args.pose_model is not None and args.backend != "onnx":
+        raise InputError("--pose-model is used with --backend onnx only")
+    check_writable(args.output)  # before the extraction, not after it
     smoothing = None if args.no_smoothing else DEFAULT_SMOOTHING
     pose = extract_pose(
         args.input, args.backend, args.pose_model, smoothing=smoothing, progress=True
@@ -29,23 +35,34 @@ def _extract(args: argparse.Namespace) -> int:
     return 0
 
 
-def _backgrounds(path: str | None, width: int, height: int, count: int):
-    """Frames to draw on: the given video's (or photo's), else black; ``count`` at most."""
-    from cospeech.media.video import iter_frames
+def _backgrounds(path: str | None, width: int, height: int, count: int) -> Iterator[np.ndarray]:
+    """``count`` frames to draw on: the given video's first ones, a photo repeated, or black.
+    Raises :class:`InputError` (before the first frame) when their size or number does not
+    fit the pose."""
+    from cospeech.media.video import iter_frames, probe
     from cospeech.pose.extract import is_image, read_image
 
-    black = np.zeros((height, width, 3), np.uint8)
-    frames = iter([]) if path is None else (
-        iter([read_image(path)]) if is_image(path) else iter_frames(path)
-    )  # fmt: skip
-    for _ in range(count):
-        frame = next(frames, black)
-        if frame.shape[:2] != (height, width):
-            raise InputError(
-                f"{path}: frames are {frame.shape[1]}x{frame.shape[0]}, "
-                f"the pose is {width}x{height}"
-            )
-        yield frame
+    if path is None:
+        return itertools.repeat(np.zeros((height, width, 3), np.uint8), count)
+    if is_image(path):
+        photo = read_image(path)
+        size, frames = (photo.shape[1], photo.shape[0]), itertools.repeat(photo, count)
+    else:
+        info = probe(path)
+        if info.frames < count:
+            raise InputError(f"video {path}: has {info.frames} frame(s), the pose has {count}")
+        size, frames = (info.width, info.height), iter_frames(path)
+    if size != (width, height):
+        raise InputError(f"{path}: frames are {size[0]}x{size[1]}, the pose is {width}x{height}")
+    return itertools.islice(frames, count)
+
+
+def _even(image: np.ndarray) -> np.ndarray:
+    """Pad odd heights/widths by one black row/column (H.264 needs even sizes)."""
+    height, width = image.shape[:2]
+    if height % 2 == 0 and width % 2 == 0:
+        return image
+    return np.pad(image, ((0, height % 2), (0, width % 2), (0, 0)))
 
 
 def contact_sheet(images: list[np.ndarray], columns: int, thumb_width: int) -> np.ndarray:
@@ -65,14 +82,21 @@ def contact_sheet(images: list[np.ndarray], columns: int, thumb_width: int) -> n
 
 def _draw(args: argparse.Namespace) -> int:
     from PIL import Image
+    from tqdm import tqdm
 
-    from cospeech.atomic import atomic_path
+    from cospeech.atomic import atomic_path, check_writable
     from cospeech.media.video import VideoWriter
     from cospeech.pose.draw import draw_pose
     from cospeech.pose.sequence import PoseSequence
 
-    pose = PoseSequence.load(args.pose)
     out = Path(args.output)
+    if out.suffix.lower() not in (".mp4", *SHEET_SUFFIXES):
+        raise InputError(f"output {out}: must end in .mp4 (video) or .png/.jpg (contact sheet)")
+    for name in ("sheet_frames", "sheet_columns", "sheet_width"):
+        if getattr(args, name) < 1:
+            raise InputError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    check_writable(out)
+    pose = PoseSequence.load(args.pose)
     frames = _backgrounds(args.video, pose.width, pose.height, len(pose))
     drawn = (
         draw_pose(kp, pose.width, pose.height, canvas=frame)
@@ -91,8 +115,8 @@ def _draw(args: argparse.Namespace) -> int:
         print(f"{out}: {len(images)} of {len(pose)} frames on a contact sheet")
     else:
         with VideoWriter(out, pose.fps) as writer:
-            for image in drawn:
-                writer.add(image)
+            for image in tqdm(drawn, total=len(pose), unit="frame", disable=None, leave=False):
+                writer.add(_even(image))
         print(f"{out}: {len(pose)} frame(s) drawn")
     return 0
 

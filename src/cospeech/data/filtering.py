@@ -31,6 +31,14 @@ class FilterConfig:
     visible_confidence: float = 0.5
     use_upper_body: bool = True
 
+    def __post_init__(self) -> None:
+        for name in ("face_confidence", "upper_body_confidence", "upper_body_visibility",
+                     "visible_confidence"):  # fmt: skip
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                flag = "--" + name.replace("_", "-")
+                raise InputError(f"frame filter: {flag} must be in [0, 1], got {value}")
+
 
 FILTER_PRESETS: dict[str, FilterConfig] = {
     # The paper's co-speech filter: face and upper body in view.

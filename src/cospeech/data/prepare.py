@@ -52,6 +52,7 @@ TMP_DIR = ".tmp"
 BOX_POINTS: dict[str, tuple[int, ...]] = {"upper_body": schema.UPPER_BODY, "face": schema.FACE}
 # Hash buckets for the speaker-level train/test split.
 SPLIT_BUCKETS = 10_000
+MAX_SIZE = 4096  # clip side in pixels
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,19 @@ class PrepareConfig:
     require_audio: bool = False
     test_fraction: float = 0.0
     speaker_separator: str = "_"
+
+    def __post_init__(self) -> None:
+        if self.size % 2 or not 0 < self.size <= MAX_SIZE:
+            raise InputError(f"--size must be even and in [2, {MAX_SIZE}], got {self.size}")
+        if self.min_frames < 1 or self.max_frames < self.min_frames:
+            raise InputError(
+                f"clip length: need 1 <= --min-frames ({self.min_frames}) "
+                f"<= --max-frames ({self.max_frames})"
+            )
+        if not self.box_margin >= 0:
+            raise InputError(f"--margin must be >= 0, got {self.box_margin}")
+        if not 0 <= self.test_fraction <= 1:
+            raise InputError(f"--test-fraction must be in [0, 1], got {self.test_fraction}")
 
 
 PREPARE_PRESETS: dict[str, PrepareConfig] = {
@@ -351,11 +365,23 @@ def prepare_dataset(
     if config.size % 2 or config.size <= 0:
         raise InputError(f"clip size must be a positive even number (H.264), got {config.size}")
     sources = find_sources(src, out)
+    if not sources:
+        suffixes = ", ".join(sorted(VIDEO_SUFFIXES))
+        raise InputError(f"{src}: no videos in this folder ({suffixes})")
+    if config.backend == "onnx":  # a bad model fails here once, not once per source
+        open_extractor(config.backend, config.pose_model).close()
     root = src if src.is_dir() else src.parent
     summary = PrepareSummary(sources=len(sources))
+    if out.exists() and not out.is_dir():
+        raise InputError(f"dataset folder {out}: is a file")
+    created = not out.exists()
     done_dir = out / DONE_DIR
-    done_dir.mkdir(parents=True, exist_ok=True)
-    for path in tqdm(sources, unit="video", disable=not progress):
+    try:
+        done_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"dataset folder {out}: cannot be made ({exc.strerror or exc})") from None
+    # disable=None: the bar shows only when stderr is a terminal
+    for path in tqdm(sources, unit="video", disable=None if progress else True):
         marker = done_dir / f"{source_id(path, root)}.json"
         if marker.is_file():
             summary.already_done += 1
@@ -376,5 +402,8 @@ def prepare_dataset(
         with atomic_path(marker) as tmp:
             tmp.write_text(json.dumps({"source": str(path), **result.__dict__}, indent=2) + "\n")
     shutil.rmtree(out / TMP_DIR, ignore_errors=True)
+    if created and summary.processed == 0:  # every source failed: leave nothing behind
+        shutil.rmtree(out, ignore_errors=True)
+        return summary
     rebuild_manifest(out)
     return summary

@@ -18,16 +18,18 @@ import torch
 from tqdm import tqdm
 
 from cospeech.data.clip_reader import read_frames
-from cospeech.data.dataset import read_clips
+from cospeech.data.dataset import ClipInfo, read_clips
 from cospeech.data.manifest import POSE_NAME, VIDEO_NAME
 from cospeech.errors import InputError
 from cospeech.eval.lipsync import correlation, mouth_openness
 from cospeech.eval.video_metrics import psnr_per_frame, ssim_per_frame
+from cospeech.models.vae import TinyVideoVAE
 from cospeech.pipeline.bundle import ModelBundle
-from cospeech.pipeline.generate import decode_frames, latent_frames_for, sample_latents
+from cospeech.pipeline.generate import decode_frames, sample_latents
 from cospeech.pipeline.reference import Reference
 from cospeech.pose.extract import read_image
 from cospeech.pose.sequence import PoseSequence
+from cospeech.train.stages.teacher import spread_over_identities
 
 
 @dataclass(frozen=True)
@@ -58,22 +60,15 @@ class TeacherEvalOptions:
     seed: int = 0
 
 
-def pick_clips(root: Path, options: TeacherEvalOptions) -> list:
-    """Up to ``options.clips`` clips of the split, spreading over identities first."""
-    clips = [c for c in read_clips(root, options.split) if c.frames >= options.frames]
+def pick_clips(root: Path, split: str, count: int, frames: int) -> list[ClipInfo]:
+    """Up to ``count`` clips of ``split`` with ``frames`` frames, spread over identities."""
+    clips = [c for c in read_clips(root, split) if c.frames >= frames]
     if not clips:
-        raise InputError(f"{root}: no {options.split} clip has {options.frames} frames")
-    by_identity: dict[str, list] = {}
-    for clip in clips:
-        identity = clip.reference_image.parent.name if clip.reference_image else clip.clip_id
-        by_identity.setdefault(identity, []).append(clip)
-    ordered = []
-    for rank in range(max(len(v) for v in by_identity.values())):
-        ordered += [v[rank] for v in by_identity.values() if rank < len(v)]
-    return ordered[: options.clips]
+        raise InputError(f"{root}: no {split} clip has {frames} frames")
+    return spread_over_identities(clips, count)
 
 
-def evaluate_clip(bundle: ModelBundle, clip, options: TeacherEvalOptions) -> ClipScore:
+def evaluate_clip(bundle: ModelBundle, clip: ClipInfo, options: TeacherEvalOptions) -> ClipScore:
     """Render one clip's window from its keypoints and score it."""
     if clip.reference_image is None or clip.reference_pose is None:
         raise InputError(f"clip {clip.clip_id}: needs an identity reference photo and pose")
@@ -90,8 +85,8 @@ def evaluate_clip(bundle: ModelBundle, clip, options: TeacherEvalOptions) -> Cli
         bundle, reference, keypoints, steps=options.steps, guidance=options.guidance,
         shift=options.shift, overlap=options.overlap, seed=options.seed,
     )  # fmt: skip
-    fake = np.stack(list(decode_frames(bundle, latents, count)))
-    recon = _vae_reconstruction(bundle, truth)
+    fake = np.stack(list(decode_frames(bundle.vae, latents, count)))
+    recon = vae_reconstruction(bundle.vae, truth)
     return ClipScore(
         clip=clip.clip_id,
         identity=clip.reference_image.parent.name,
@@ -105,19 +100,20 @@ def evaluate_clip(bundle: ModelBundle, clip, options: TeacherEvalOptions) -> Cli
 
 
 @torch.no_grad()
-def _vae_reconstruction(bundle: ModelBundle, truth: np.ndarray) -> np.ndarray:
+def vae_reconstruction(vae: TinyVideoVAE, truth: np.ndarray) -> np.ndarray:
     """The VAE's reconstruction ``[F, H, W, 3]`` uint8 of frames ``truth`` (F = 1 + 4k)."""
-    usable = 1 + 4 * (latent_frames_for(len(truth)) - 1)
-    pixels = torch.from_numpy(truth[:usable]).float().div(127.5).sub(1).permute(3, 0, 1, 2)
-    latents = bundle.vae.encode(pixels[None])
-    return np.stack(list(decode_frames(bundle, latents, len(truth))))
+    if (len(truth) - 1) % 4:
+        raise InputError(f"the VAE reconstructs 1 + 4k frames, got {len(truth)}")
+    pixels = torch.from_numpy(truth).float().div(127.5).sub(1).permute(3, 0, 1, 2)
+    latents = vae.encode(pixels[None])
+    return np.stack(list(decode_frames(vae, latents, len(truth))))
 
 
 def evaluate_teacher(
     bundle: ModelBundle, root: str | Path, options: TeacherEvalOptions, progress: bool = True
 ) -> dict:
     """Scores of every picked clip and their means, as a JSON-ready dict."""
-    clips = pick_clips(Path(root), options)
+    clips = pick_clips(Path(root), options.split, options.clips, options.frames)
     scores = [
         evaluate_clip(bundle, clip, options)
         for clip in tqdm(clips, desc="eval teacher", unit="clip", disable=not progress)

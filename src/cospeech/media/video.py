@@ -140,14 +140,23 @@ def write_video(
             writer.add(frame)
 
 
+def _reason(exc: Exception) -> str:
+    """FFmpeg's words for an error, without its errno and the file name."""
+    return str(getattr(exc, "strerror", None) or exc)
+
+
 def _open(path: str | Path) -> av.container.InputContainer:
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"video {path}: is a folder, not a file")
     if not path.is_file():
         raise InputError(f"video {path}: no such file")
     try:
         return av.open(str(path))
     except (av.FFmpegError, UnicodeDecodeError) as exc:
-        raise InputError(f"video {path}: cannot be opened ({exc})") from None
+        raise InputError(
+            f"video {path}: cannot be opened ({_reason(exc)}; not a video, or truncated)"
+        ) from None
 
 
 def iter_frames(path: str | Path) -> Iterator[np.ndarray]:
@@ -156,11 +165,13 @@ def iter_frames(path: str | Path) -> Iterator[np.ndarray]:
     with contextlib.closing(container):
         if not container.streams.video:
             raise InputError(f"video {path}: no video stream")
+        if container.streams.video[0].codec_context is None:
+            raise InputError(f"video {path}: its video codec cannot be decoded here")
         try:
             for frame in container.decode(video=0):
                 yield frame.to_ndarray(format="rgb24")
         except av.FFmpegError as exc:
-            raise InputError(f"video {path}: decoding failed ({exc})") from None
+            raise InputError(f"video {path}: decoding failed ({_reason(exc)})") from None
 
 
 def read_video(path: str | Path) -> tuple[np.ndarray, float]:
@@ -185,7 +196,7 @@ def read_audio_track(path: str | Path, sample_rate: int = 16000) -> np.ndarray |
                 chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
             chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
         except av.FFmpegError as exc:
-            raise InputError(f"video {path}: audio decoding failed ({exc})") from None
+            raise InputError(f"video {path}: audio decoding failed ({_reason(exc)})") from None
         return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
 
 
@@ -196,6 +207,8 @@ def probe(path: str | Path) -> VideoInfo:
         if not container.streams.video:
             raise InputError(f"video {path}: no video stream")
         video = container.streams.video[0]
+        if video.codec_context is None:
+            raise InputError(f"video {path}: its video codec cannot be decoded here")
         fps = float(video.average_rate or video.guessed_rate or 0)
         audio = container.streams.audio[0] if container.streams.audio else None
         frames = 0
@@ -206,14 +219,16 @@ def probe(path: str | Path) -> VideoInfo:
                 if packet.stream is video:
                     frames += 1
         except av.FFmpegError as exc:
-            raise InputError(f"video {path}: unreadable ({exc})") from None
+            raise InputError(f"video {path}: unreadable ({_reason(exc)})") from None
         return VideoInfo(
             frames=frames,
             fps=fps,
             width=video.width,
             height=video.height,
             video_codec=video.codec_context.name,
-            audio_codec=audio.codec_context.name if audio is not None else None,
+            audio_codec=(
+                None if audio is None else getattr(audio.codec_context, "name", "unknown")
+            ),
             video_duration=frames / fps if fps else 0.0,
             # The stream duration honours the edit list, so AAC priming samples do not count.
             audio_duration=(

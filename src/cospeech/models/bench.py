@@ -137,6 +137,8 @@ def benchmark_model(
     if height % side or width % side:
         raise InputError(f"size {height}x{width} must be a multiple of {side} pixels")
     latent_frames = 1 + (video_frames - 1) // time_stride
+    if chunk_frames < 1:
+        raise InputError(f"chunk frames must be >= 1, got {chunk_frames}")
     if latent_frames <= chunk_frames:
         raise InputError(
             f"{video_frames} frames give {latent_frames} latent frames; the chunk timing needs "
@@ -147,9 +149,9 @@ def benchmark_model(
     try:
         target = torch.device(device)
     except RuntimeError:
-        raise InputError(f"unknown device {device!r}") from None
+        raise InputError(f"unknown device {device!r} (use cpu or cuda)") from None
     if target.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("device cuda: no CUDA GPU on this machine")
+        raise InputError(f"device {device}: CUDA is not available on this machine (use cpu)")
     _check_memory(config, dtype, target)
 
     say = progress or (lambda _msg: None)

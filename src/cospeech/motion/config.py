@@ -37,7 +37,6 @@ class MotionModelConfig:
     flow_steps: int = 8
     context_frames: int = 10
     style_dim: int = 8
-    use_phones: bool = False
     dropout: float = 0.1
 
     def __post_init__(self) -> None:

@@ -100,9 +100,7 @@ def score_clip(scores: MethodScores, predicted: np.ndarray, clip: MotionClip) ->
     scores.lip_error.append(lip_vertex_error(predicted, truth))
     scores.mouth_correlation.append(mouth_opening_correlation(predicted, truth))
     onsets = syllable_onsets(clip.phonemes or [])
-    scores.beat_alignment.append(
-        beat_alignment(motion_beats(predicted, clip.fps, scale), onsets)
-    )
+    scores.beat_alignment.append(beat_alignment(motion_beats(predicted, clip.fps, scale), onsets))
     scores.hand_variance.append(hand_variance(predicted))
     scores.truth_hand_variance.append(hand_variance(truth))
 

@@ -129,9 +129,8 @@ class MotionGenerator:
     ) -> FrameOutputs:
         """Run the model on stacked mel ``[T, M]``; outputs for frames ``keep`` only.
         ``context [P, Y]``: standardised body values of the first ``P`` kept frames."""
-        condition = self.model.condition(
-            torch.from_numpy(mel)[None], reference, style, streaming
-        )[:, keep]
+        mel_tensor = torch.from_numpy(mel)[None]
+        condition = self.model.condition(mel_tensor, reference, style, streaming)[:, keep]
         frames = condition.shape[1]
         context_values = torch.zeros(1, frames, self.model.flow.output.out_features)
         context_mask = torch.zeros(1, frames, dtype=torch.bool)
@@ -221,7 +220,9 @@ class MotionGenerator:
                 mel[start:stop], ref_tensor, style_tensor, False, context, steps, generator
             )
             if i == 0:
-                face[start:stop], body[start:stop], logits[start:stop] = out.face, out.body, out.logits
+                face[start:stop] = out.face
+                body[start:stop] = out.body
+                logits[start:stop] = out.logits
                 continue
             blend = slice(start, min(stop, start + overlap))
             n = blend.stop - blend.start
@@ -358,9 +359,7 @@ class MotionStream:
                 keep=slice(keep_from - first, stop - first),
             )  # fmt: skip
             skip = start - keep_from
-            outputs.append(
-                FrameOutputs(out.face[skip:], out.body[skip:], out.logits[skip:])
-            )
+            outputs.append(FrameOutputs(out.face[skip:], out.body[skip:], out.logits[skip:]))
             self.body_context = out.body[-self.gen.config.context_frames :]
             self.next_frame = stop
         self._trim()

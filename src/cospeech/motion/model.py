@@ -15,7 +15,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cospeech.audio.phonemes import PHONES
 from cospeech.motion.config import MEL_PER_FRAME, MotionModelConfig
 from cospeech.motion.normalize import BODY_POINTS, FACE_POINTS
 from cospeech.pose.schema import NUM_KEYPOINTS
@@ -73,9 +72,6 @@ class AudioEncoder(nn.Module):
         super().__init__()
         self.config = config
         self.input = nn.Linear(MEL_PER_FRAME * config.n_mels, config.dim)
-        self.phones = (
-            nn.Embedding(len(PHONES), config.dim) if config.use_phones else None
-        )  # fmt: skip
         self.mode = nn.Embedding(2, config.dim)
         kernel = config.conv_left + 1 + config.lookahead_frames
         self.conv = nn.Conv1d(config.dim, config.dim, kernel)
@@ -83,21 +79,12 @@ class AudioEncoder(nn.Module):
         self.norm = nn.LayerNorm(config.dim)
 
     def forward(
-        self,
-        mel: torch.Tensor,
-        streaming: bool,
-        valid: torch.Tensor | None = None,
-        phones: torch.Tensor | None = None,
+        self, mel: torch.Tensor, streaming: bool, valid: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """``mel [B, T, M]`` (standardised), ``valid [B, T]`` bool (None: all valid),
-        ``phones [B, T, MEL_PER_FRAME]`` phone ids (models with ``use_phones``)."""
+        """``mel [B, T, M]`` (standardised), ``valid [B, T]`` bool (None: all valid)."""
         cfg = self.config
-        b, t, _ = mel.shape
+        t = mel.shape[1]
         x = self.input(mel) + self.mode.weight[int(streaming)]
-        if self.phones is not None:
-            if phones is None:
-                raise ValueError("this motion model needs phone ids")
-            x = x + self.phones(phones).mean(dim=2)
         if valid is not None:
             x = x * valid[..., None]
         x = F.pad(x.transpose(1, 2), (cfg.conv_left, cfg.lookahead_frames))
@@ -230,13 +217,12 @@ class MotionModel(nn.Module):
         style: torch.Tensor | None,
         streaming: bool,
         valid: torch.Tensor | None = None,
-        phones: torch.Tensor | None = None,
         style_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Per-frame conditioning ``[B, T, D]`` from raw stacked log-mel ``mel [B, T, M]``,
         normalised ``reference [B, 133, 3]``, ``style [B, S]`` (None: no style; rows where
         ``style_mask [B]`` is False also use the no-style embedding)."""
-        h = self.encoder(self.standardize_mel(mel), streaming, valid, phones)
+        h = self.encoder(self.standardize_mel(mel), streaming, valid)
         ref = self.reference(reference.flatten(1))
         if style is None:
             sty = self.no_style.expand(mel.shape[0], -1)

@@ -22,6 +22,5 @@ def style_from_offsets(offsets: np.ndarray) -> np.ndarray:
     if offsets.ndim != 3 or offsets.shape[0] < 1:
         raise InputError(f"style: expected offsets [T, 133, 2], got {list(offsets.shape)}")
     wrists = offsets[:, list(STYLE_POINTS)]
-    return np.concatenate(
-        [wrists.mean(axis=0).reshape(-1), wrists.std(axis=0).reshape(-1)]
-    ).astype(np.float32)
+    means, stds = wrists.mean(axis=0).reshape(-1), wrists.std(axis=0).reshape(-1)
+    return np.concatenate([means, stds]).astype(np.float32)

@@ -83,3 +83,21 @@ def load_bundle(
             f"the VAE has {vae.latent_channels}"
         )
     return ModelBundle(teacher.eval(), vae.eval(), SamplingSettings.load(root / TEACHER_DIR))
+
+
+def save_bundle(
+    teacher_dir: str | Path,
+    vae_dir: str | Path,
+    settings: SamplingSettings,
+    folder: str | Path,
+    dtype: torch.dtype = torch.float16,
+) -> Path:
+    """Write a model folder (``teacher/``, ``vae/``, ``teacher/sampling.json``) from a trained
+    teacher and VAE (``save_pretrained`` folders), weights cast to ``dtype`` (half the size
+    in float16; :func:`load_bundle` casts back to float32)."""
+    root = Path(folder)
+    teacher = VideoDiT.from_pretrained(teacher_dir, dtype=dtype)
+    teacher.save_pretrained(root / TEACHER_DIR)
+    settings.save(root / TEACHER_DIR)
+    TinyVideoVAE.from_pretrained(vae_dir).save_pretrained(root / VAE_DIR, dtype=dtype)
+    return root

@@ -16,7 +16,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ from tqdm import tqdm
 from cospeech.diffusion import Guidance, sample_euler
 from cospeech.diffusion.schedule import sampling_sigmas
 from cospeech.errors import InputError
+from cospeech.models.vae import VideoVAE
 from cospeech.pipeline.bundle import ModelBundle, load_bundle
 from cospeech.pipeline.conditioning import (
     CONDITION_NAMES,
@@ -59,7 +60,8 @@ class GenerateOptions:
 
 @dataclass(frozen=True)
 class GenerateResult:
-    """What one run produced and how long it took (seconds of wall time)."""
+    """What one run produced, the driving ``keypoints`` ``[frames, 133, 3]`` (pixels of the
+    output frame) and how long it took (seconds of wall time)."""
 
     path: Path
     frames: int
@@ -69,6 +71,7 @@ class GenerateResult:
     windows: int
     motion: str
     seconds: float
+    keypoints: np.ndarray = field(repr=False, compare=False, default_factory=lambda: np.zeros(0))
 
     @property
     def video_seconds(self) -> float:
@@ -140,9 +143,9 @@ def sample_latents(
 
 
 @torch.no_grad()
-def decode_frames(bundle: ModelBundle, latents: torch.Tensor, num_frames: int) -> Iterator[np.ndarray]:
+def decode_frames(vae: VideoVAE, latents: torch.Tensor, num_frames: int) -> Iterator[np.ndarray]:
     """The first ``num_frames`` decoded frames, one ``[H, W, 3]`` uint8 at a time."""
-    stream = bundle.vae.decode_stream()
+    stream = vae.decode_stream()
     emitted = 0
     for chunk in latents.cpu().split(1, dim=2):
         frames = stream.push(chunk)[0]
@@ -231,7 +234,7 @@ def generate(
             on_window=lambda: bar.update(1),
         )  # fmt: skip
     with VideoWriter(out_path, options.fps, audio=audio, sample_rate=SAMPLE_RATE) as writer:
-        frames = decode_frames(bundle, latents, num_frames)
+        frames = decode_frames(bundle.vae, latents, num_frames)
         for frame in tqdm(frames, total=num_frames, desc="decode", unit="frame",
                           disable=not progress):  # fmt: skip
             writer.add(frame)
@@ -239,7 +242,7 @@ def generate(
         PoseSequence(keypoints, options.fps, options.size, options.size).save(save_pose)
     return GenerateResult(
         out_path, num_frames, options.fps, options.size, options.steps, len(plan.starts), source,
-        time.perf_counter() - started,
+        time.perf_counter() - started, keypoints,
     )  # fmt: skip
 
 

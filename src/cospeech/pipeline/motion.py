@@ -3,14 +3,21 @@
 The learned model (:class:`cospeech.motion.generate.MotionGenerator`, weights in
 ``cospeech/assets/motion``) is used when its weights are present. Otherwise the rule
 baseline (:mod:`cospeech.motion.rules`) moves the reference pose from phoneme timings
-recognised in the audio (pocketsphinx allphone) and prosody measured on it.
+recognised in the audio (pocketsphinx allphone) and prosody measured on it. Recognised
+phones carry no word boundaries, which the rules' beat gestures hang on; each syllable
+(a vowel with the consonants before it) stands in for a word
+(:func:`syllables_as_words`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
+
 import numpy as np
 
 from cospeech.audio.load import SAMPLE_RATE
+from cospeech.audio.phonemes import NO_WORD, SILENCE, VOWELS, PhonemeSegment
 from cospeech.pose.sequence import PoseSequence
 
 
@@ -44,7 +51,24 @@ def rule_motion(audio: np.ndarray, reference: PoseSequence, fps: float, seed: in
     rng = np.random.default_rng(seed)
     style_rng, motion_rng = rng.spawn(2)
     motion = generate_motion(
-        recognize_phones(audio), duration, fps, reference, sample_gesture_style(style_rng),
+        syllables_as_words(recognize_phones(audio)), duration, fps, reference, sample_gesture_style(style_rng),
         motion_rng, prosody=prosody_from_audio(audio, SAMPLE_RATE, fps, frames),
     )  # fmt: skip
     return motion.pose
+
+
+def syllables_as_words(segments: Sequence[PhonemeSegment]) -> list[PhonemeSegment]:
+    """Give every syllable its own ``word_index``: a new one starts at the first consonant
+    after a vowel or silence, or at a vowel that follows a vowel. Silence stays wordless."""
+    out, word, seen_vowel = [], -1, True
+    for segment in segments:
+        if segment.phone == SILENCE:
+            out.append(replace(segment, word_index=NO_WORD))
+            seen_vowel = True
+            continue
+        vowel = segment.phone in VOWELS
+        if seen_vowel:
+            word += 1
+        seen_vowel = vowel
+        out.append(replace(segment, word_index=word))
+    return out

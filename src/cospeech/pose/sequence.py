@@ -13,6 +13,7 @@ from cospeech.errors import InputError
 from cospeech.pose.schema import NUM_KEYPOINTS
 
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest zip timestamp: files do not depend on "now"
+MAX_FRAME_SIDE = 16384  # pixels; a larger frame size in a pose file is corrupt data
 
 
 @dataclass
@@ -51,8 +52,11 @@ class PoseSequence:
             )
         if not (np.isfinite(self.fps) and self.fps > 0):
             raise InputError(f"pose: fps must be positive, got {self.fps}")
-        if self.width <= 0 or self.height <= 0:
-            raise InputError(f"pose: frame size must be positive, got {self.width}x{self.height}")
+        if not (0 < self.width <= MAX_FRAME_SIDE and 0 < self.height <= MAX_FRAME_SIDE):
+            raise InputError(
+                f"pose: frame size must be 1-{MAX_FRAME_SIDE} pixels a side, "
+                f"got {self.width}x{self.height}"
+            )
 
     def __len__(self) -> int:
         return int(self.keypoints.shape[0])
@@ -99,19 +103,25 @@ class PoseSequence:
     def load(cls, path: str | Path) -> PoseSequence:
         """Read and validate an ``.npz`` written by :meth:`save` (never unpickles)."""
         path = Path(path)
+        if path.is_dir():
+            raise InputError(f"pose file {path}: is a folder, not a file")
         if not path.is_file():
             raise InputError(f"pose file {path}: no such file")
+        # np.load would try anything that is not a zip as a pickle (and refuse it): check first.
+        if not zipfile.is_zipfile(path):
+            raise InputError(f"pose file {path}: not an .npz archive")
         try:
-            data = np.load(path, allow_pickle=False)
-            if not isinstance(data, np.lib.npyio.NpzFile):
-                raise InputError(f"pose file {path}: not an .npz archive")
-            with data:
+            with np.load(path, allow_pickle=False) as data:
                 missing = {"keypoints", "fps", "width", "height"} - set(data.files)
                 if missing:
-                    raise InputError(f"pose file {path}: missing field(s) {sorted(missing)}")
-                return cls(data["keypoints"], data["fps"].item(), data["width"].item(),
-                           data["height"].item())  # fmt: skip
+                    raise InputError(f"missing field(s) {sorted(missing)}")
+                fields = {name: data[name] for name in ("fps", "width", "height")}
+                bad = [name for name, value in fields.items() if value.size != 1]
+                if bad:
+                    raise InputError(f"{bad} must be single numbers")
+                return cls(data["keypoints"], fields["fps"].item(), fields["width"].item(),
+                           fields["height"].item())  # fmt: skip
         except InputError as exc:
-            raise InputError(f"{exc}" if str(path) in str(exc) else f"{path}: {exc}") from None
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+            raise InputError(f"pose file {path}: {str(exc).removeprefix('pose: ')}") from None
+        except (OSError, ValueError, TypeError, zipfile.BadZipFile, EOFError) as exc:
             raise InputError(f"pose file {path}: not a valid pose .npz ({exc})") from None

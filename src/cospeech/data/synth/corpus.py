@@ -20,9 +20,13 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import shutil
+import signal
+import sys
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -58,6 +62,7 @@ REFERENCE_IMAGE = "reference.png"
 REFERENCE_POSE = "reference_pose.npz"
 MAX_TEXT_ATTEMPTS = 50  # texts drawn until one's speech fits the duration range
 SOURCE = "synthetic"
+MAX_SIZE = 4096  # frame side in pixels; larger frames would not fit in memory while rendering
 # Modules the worker fork server imports once, so that each clip's process starts fast.
 WORKER_PRELOAD = (
     "cospeech.data.synth.corpus", "cospeech.audio.espeak", "cospeech.data.synth.render",
@@ -89,12 +94,20 @@ class CorpusConfig:
     def __post_init__(self) -> None:
         if self.clips < 1:
             raise InputError(f"corpus: --clips must be >= 1, got {self.clips}")
-        if self.size < 16 or self.size % 2:
-            raise InputError(f"corpus: --size must be even and >= 16, got {self.size}")
+        if not 16 <= self.size <= MAX_SIZE or self.size % 2:
+            raise InputError(
+                f"corpus: --size must be even and in [16, {MAX_SIZE}], got {self.size}"
+            )
         if not 1 <= self.fps <= 120:
             raise InputError(f"corpus: --fps must be in [1, 120], got {self.fps}")
         if self.identities < 0:
             raise InputError(f"corpus: --identities must be >= 0, got {self.identities}")
+        for name in ("val_fraction", "test_fraction"):
+            if not 0 <= getattr(self, name) < 1:
+                flag = "--" + name.replace("_", "-")
+                raise InputError(f"corpus: {flag} must be in [0, 1), got {getattr(self, name)}")
+        if self.val_fraction + self.test_fraction >= 1:
+            raise InputError("corpus: --val-fraction + --test-fraction must be below 1")
         if not 0 < self.min_duration_s < self.max_duration_s:
             raise InputError("corpus: needs 0 < min duration < max duration")
 
@@ -111,7 +124,6 @@ class CorpusConfig:
 
 def clip_id(index: int) -> str:
     return f"clip{index:06d}"
-
 
 
 # --- identities ----------------------------------------------------------------------------
@@ -278,6 +290,34 @@ def _check_settings(root: Path, config: CorpusConfig) -> None:
     write_json(path, current)
 
 
+def _start_fork_server() -> None:
+    """Start the worker fork server ignoring Ctrl-C (SIGINT) and with stderr on /dev/null;
+    it and every worker it forks keep both (the disposition survives exec, forks inherit
+    file descriptors). Ctrl-C then stops this process only, which ends the pool, instead of
+    printing tracebacks from workers cut short. A worker's exception still reaches this
+    process through the pool and is reported here."""
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        multiprocessing.forkserver.ensure_running()  # spawns it; it preloads on its own
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+        if in_main:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _remove_partial_clips(root: Path) -> None:
+    """Delete the temporary folders of clips that were cut short."""
+    for stale in (root / "clips").glob(".clip*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
 def _worker_init() -> None:
     import cv2
 
@@ -300,10 +340,14 @@ def write_corpus(
     below). ``progress(n)`` is called with the number of clips finished so far.
     """
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
+    if root.exists() and not root.is_dir():
+        raise InputError(f"corpus folder {root}: is a file")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"corpus folder {root}: cannot be made ({exc.strerror or exc})") from None
     _check_settings(root, config)
-    for stale in (root / "clips").glob(".clip*"):  # clips cut short by an earlier run
-        shutil.rmtree(stale, ignore_errors=True)
+    _remove_partial_clips(root)  # clips cut short by an earlier run
     identities = make_identities(
         config.seed, config.identity_count, config.val_fraction, config.test_fraction
     )
@@ -318,10 +362,16 @@ def write_corpus(
     # locks held by this process's threads at fork time); each initialises espeak itself.
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(list(WORKER_PRELOAD))
-    with context.Pool(max(1, workers), initializer=_worker_init, maxtasksperchild=1) as pool:
-        for entry in pool.imap_unordered(_make_clip_task, tasks):
-            entries.append(entry)
-            if progress:
-                progress(len(entries))
+    _start_fork_server()
+    try:
+        with context.Pool(max(1, workers), initializer=_worker_init, maxtasksperchild=1) as pool:
+            # leaving the block (also by Ctrl-C) stops and joins the workers
+            for entry in pool.imap_unordered(_make_clip_task, tasks):
+                entries.append(entry)
+                if progress:
+                    progress(len(entries))
+    except BaseException:
+        _remove_partial_clips(root)  # a worker stopped mid-clip leaves its temporary folder
+        raise
     write_manifest(root, entries)
     return sorted(entries, key=lambda e: e.id)

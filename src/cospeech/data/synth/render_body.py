@@ -10,10 +10,11 @@ import numpy as np
 from cospeech.data.synth.frames import Frame
 from cospeech.data.synth.palette import Palette
 from cospeech.data.synth.shapes import (
+    CapsuleLayer,
+    draw_capsule_layers,
     fill_circle,
     fill_convex,
     fill_polygon,
-    outlined_capsules,
     polyline,
 )
 from cospeech.pose.schema import (
@@ -95,10 +96,8 @@ def draw_neck(image: np.ndarray, body: Frame, face: Frame, palette: Palette) -> 
     """Neck from between the shoulders up under the jaw, in shadowed skin."""
     top = face.to_image(np.array(NECK_TOP))
     radius = NECK_HALF_WIDTH * face.size
-    outlined_capsules(
-        image, (body.origin, top), (radius, radius), palette.skin_shadow, palette.skin_outline,
-        OUTLINE_WIDTH * body.size,
-    )  # fmt: skip
+    neck = CapsuleLayer(body.origin, top, radius, radius, palette.skin_shadow, palette.skin_outline)
+    draw_capsule_layers(image, [neck], OUTLINE_WIDTH * body.size)
 
 
 def draw_torso(
@@ -174,26 +173,27 @@ def draw_upper_arm(
     image: np.ndarray, points: np.ndarray, visible: np.ndarray, frame: Frame, palette: Palette,
     style: str, side: int,
 ) -> None:  # fmt: skip
-    """Upper arm (``side`` +1 = left, -1 = right) with its sleeve; drawn before the torso so
-    that the shoulder blends into the clothing's outline."""
+    """Upper arm (``side`` +1 = left, -1 = right): skin, then the sleeve over it."""
     shoulder, elbow, _ = _arm_joints(side)
     if not visible[[shoulder, elbow]].all():
         return
     s, e = points[shoulder], points[elbow]
-    size, width = frame.size, OUTLINE_WIDTH * frame.size
-    outlined_capsules(
-        image, (s, e), (UPPER_ARM_RADIUS * size, ELBOW_RADIUS * size), palette.skin,
-        palette.skin_outline, width,
-    )  # fmt: skip
+    size = frame.size
     extra = SLEEVE_EXTRA * size
     if style == "tshirt":
         sleeve_end, end_radius = s + SHORT_SLEEVE_LENGTH * (e - s), UPPER_ARM_RADIUS * size
     else:
         sleeve_end, end_radius = e, ELBOW_RADIUS * size
-    outlined_capsules(
-        image, (s, sleeve_end), (UPPER_ARM_RADIUS * size + extra, end_radius + extra),
-        palette.clothing, palette.clothing_outline, width,
-    )  # fmt: skip
+    layers = [
+        CapsuleLayer(
+            s, e, UPPER_ARM_RADIUS * size, ELBOW_RADIUS * size, palette.skin, palette.skin_outline
+        ),
+        CapsuleLayer(
+            s, sleeve_end, UPPER_ARM_RADIUS * size + extra, end_radius + extra, palette.clothing,
+            palette.clothing_outline,
+        ),
+    ]  # fmt: skip
+    draw_capsule_layers(image, layers, OUTLINE_WIDTH * size)
 
 
 def draw_forearm(
@@ -207,20 +207,25 @@ def draw_forearm(
         return
     e, w = points[elbow], points[wrist]
     size, width = frame.size, OUTLINE_WIDTH * frame.size
-    outlined_capsules(
-        image, (e, w), (ELBOW_RADIUS * size, WRIST_RADIUS * size), palette.skin,
-        palette.skin_outline, width,
-    )  # fmt: skip
-    if style == "tshirt":
-        return
+    layers = [
+        CapsuleLayer(
+            e, w, ELBOW_RADIUS * size, WRIST_RADIUS * size, palette.skin, palette.skin_outline
+        )
+    ]
+    long_sleeve = style != "tshirt"
     extra = SLEEVE_EXTRA * size
-    sleeve_end = e + LONG_SLEEVE_LENGTH * (w - e)
-    end_radius = ELBOW_RADIUS + LONG_SLEEVE_LENGTH * (WRIST_RADIUS - ELBOW_RADIUS)
-    outlined_capsules(
-        image, (e, sleeve_end), (ELBOW_RADIUS * size + extra, end_radius * size + extra),
-        palette.clothing, palette.clothing_outline, width,
-    )  # fmt: skip
-    _draw_cuff(image, e, w, end_radius * size + extra, palette, width)
+    end_radius = (ELBOW_RADIUS + LONG_SLEEVE_LENGTH * (WRIST_RADIUS - ELBOW_RADIUS)) * size
+    if long_sleeve:
+        sleeve_end = e + LONG_SLEEVE_LENGTH * (w - e)
+        layers.append(
+            CapsuleLayer(
+                e, sleeve_end, ELBOW_RADIUS * size + extra, end_radius + extra, palette.clothing,
+                palette.clothing_outline,
+            )
+        )  # fmt: skip
+    draw_capsule_layers(image, layers, width)
+    if long_sleeve:
+        _draw_cuff(image, e, w, end_radius + extra, palette, width)
 
 
 def _draw_cuff(

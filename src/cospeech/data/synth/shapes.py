@@ -6,6 +6,8 @@ Points are float pixel coordinates ``[N, 2]`` (x, y); they are drawn with
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 
 import cv2
@@ -148,26 +150,42 @@ def chain_capsules(points: np.ndarray, radii: np.ndarray) -> np.ndarray:
     return capsules(points[:-1], points[1:], radii[:-1], radii[1:])
 
 
-def outlined_capsules(
-    image: np.ndarray,
-    centre_lines: tuple[np.ndarray, np.ndarray],
-    radii: tuple[np.ndarray, np.ndarray],
-    fill: RGB,
-    outline: RGB,
-    outline_width: float,
-) -> None:
+@dataclass(frozen=True)
+class CapsuleLayer:
     """Capsules ``start -> end`` (``[S, 2]`` or ``[2]``; radii ``[S]`` or scalars) drawn as an
     ``outline`` rim, then filled with ``fill``."""
-    start = np.asarray(centre_lines[0], np.float64).reshape(-1, 2)
-    end = np.asarray(centre_lines[1], np.float64).reshape(-1, 2)
-    count = len(start)
-    r0 = np.zeros(count) + radii[0]
-    r1 = np.zeros(count) + radii[1]
+
+    start: np.ndarray
+    end: np.ndarray
+    start_radius: float | np.ndarray
+    end_radius: float | np.ndarray
+    fill: RGB
+    outline: RGB
+
+
+def draw_capsule_layers(
+    image: np.ndarray, layers: Sequence[CapsuleLayer], outline_width: float
+) -> None:
+    """Layers back to front, each as its rim then its fill; geometry computed in one batch."""
+    starts, ends, start_radii, end_radii, counts = [], [], [], [], []
+    for layer in layers:
+        start = np.asarray(layer.start, np.float64).reshape(-1, 2)
+        count = len(start)
+        r0 = np.broadcast_to(np.asarray(layer.start_radius, np.float64), (count,))
+        r1 = np.broadcast_to(np.asarray(layer.end_radius, np.float64), (count,))
+        starts += [start, start]
+        ends += [np.asarray(layer.end, np.float64).reshape(-1, 2)] * 2
+        start_radii += [r0 + outline_width, r0]
+        end_radii += [r1 + outline_width, r1]
+        counts.append(count)
     polygons = to_fixed(
         capsules(
-            np.tile(start, (2, 1)), np.tile(end, (2, 1)),
-            np.concatenate([r0 + outline_width, r0]), np.concatenate([r1 + outline_width, r1]),
+            np.concatenate(starts), np.concatenate(ends),
+            np.concatenate(start_radii), np.concatenate(end_radii),
         )
     )  # fmt: skip
-    draw_fixed_convex(image, polygons[:count], outline)
-    draw_fixed_convex(image, polygons[count:], fill)
+    first = 0
+    for layer, count in zip(layers, counts, strict=True):
+        draw_fixed_convex(image, polygons[first : first + count], layer.outline)
+        draw_fixed_convex(image, polygons[first + count : first + 2 * count], layer.fill)
+        first += 2 * count

@@ -47,6 +47,7 @@ from cospeech.models.vae.layers import (
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")  # refused unread
 LOGVAR_RANGE = (-30.0, 20.0)
 
 
@@ -298,13 +299,22 @@ class TinyVideoVAE(nn.Module, VideoVAE):
         """Load a folder written by :meth:`save_pretrained` (safetensors only)."""
         folder = Path(path)
         config_path, weights_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
+        if not weights_path.is_file() and folder.is_dir():
+            pickles = sorted(
+                p.name for p in folder.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES
+            )
+            if pickles:
+                raise CheckpointError(
+                    f"{folder}: {pickles[0]} is a pickle file; cospeech never unpickles "
+                    f"checkpoints (arbitrary code). Convert it to {WEIGHTS_FILE}"
+                )
         for needed in (config_path, weights_path):
             if not needed.is_file():
                 raise CheckpointError(f"{folder}: no {needed.name} (not a TinyVideoVAE folder)")
         try:
             config_data = json.loads(config_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise CheckpointError(f"{config_path}: not valid JSON ({exc})") from None
+        except (OSError, ValueError) as exc:  # ValueError: bad JSON or not UTF-8
+            raise CheckpointError(f"{config_path}: not readable JSON ({exc})") from None
         try:
             config = from_dict(TinyVAEConfig, config_data)
         except InputError as exc:

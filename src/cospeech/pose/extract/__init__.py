@@ -79,12 +79,16 @@ def is_image(path: str | Path) -> bool:
 def read_image(path: str | Path) -> np.ndarray:
     """A photo as ``[H, W, 3]`` uint8 RGB."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"image {path}: is a folder, not a file")
     if not path.is_file():
         raise InputError(f"image {path}: no such file")
     try:
         with Image.open(path) as image:
             return np.array(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as exc:
+    except UnidentifiedImageError:
+        raise InputError(f"image {path}: not an image (or a format Pillow cannot read)") from None
+    except (OSError, Image.DecompressionBombError) as exc:
         raise InputError(f"image {path}: cannot be read ({exc})") from None
 
 
@@ -98,7 +102,9 @@ def extract_keypoints(
     """Run ``extractor`` over RGB frames -> ``[T, 133, 3]`` and the frame (width, height)."""
     rows = []
     size = (0, 0)
-    for frame in tqdm(frames, total=total, unit="frame", disable=not progress, leave=False):
+    # disable=None: the bar shows only when stderr is a terminal (no clutter in logs/pipes)
+    bar = tqdm(frames, total=total, unit="frame", disable=None if progress else True, leave=False)
+    for frame in bar:
         size = (frame.shape[1], frame.shape[0])
         rows.append(extractor(frame))
     if not rows:
@@ -124,6 +130,8 @@ def extract_video(
         )
     finally:
         extractor.close()
+    if not (keypoints[..., 2] > 0).any():
+        raise InputError(f"video {path}: no person found in {len(keypoints)} frame(s)")
     if smoothing is not None:
         keypoints = smooth_keypoints(keypoints, info.fps, height, smoothing)
     return PoseSequence(keypoints, info.fps, width, height)
@@ -139,6 +147,8 @@ def extract_image(
         keypoints = extractor(image)
     finally:
         extractor.close()
+    if not (keypoints[:, 2] > 0).any():
+        raise InputError(f"image {path}: no person found")
     return PoseSequence(keypoints[None], IMAGE_FPS, image.shape[1], image.shape[0])
 
 

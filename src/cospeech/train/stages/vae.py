@@ -34,13 +34,17 @@ SAMPLE_SEED = 12345
 class Config:
     """The ``stage:`` section of a VAE run.
 
-    ``crop`` is the side of the random training patch (0 = whole frames); ``stats_windows``
+    ``init``: a ``save_pretrained`` folder to start from instead of random weights (its
+    preset then wins); ``train_encoder: false`` freezes the encoder, so latents already
+    cached for a teacher stay valid while the decoder keeps improving. ``crop`` is the side of the random training patch (0 = whole frames); ``stats_windows``
     windows of the training split measure the latent statistics at export; ``sample_clips``
     validation clips make the periodic reconstruction videos.
     """
 
     data: str = "corpus"
     preset: str = "demo"
+    init: str = ""
+    train_encoder: bool = True
     frames: int = 9
     size: int = 128
     crop: int = 64
@@ -99,7 +103,14 @@ class VAEStage:
         )  # fmt: skip
 
     def build_model(self) -> nn.Module:
-        return TinyVideoVAE.from_preset(self.config.preset)
+        cfg = self.config
+        model = (
+            TinyVideoVAE.from_pretrained(cfg.init).train()
+            if cfg.init
+            else TinyVideoVAE.from_preset(cfg.preset)
+        )
+        model.encoder.requires_grad_(cfg.train_encoder)
+        return model
 
     def build_dataset(self) -> Dataset:
         return self._dataset("train")

@@ -1,0 +1,88 @@
+"""Speed and streaming-vs-offline figures of a motion model (``cospeech bench motion``).
+
+* streaming: compute per chunk (after warm-up) against the chunk's duration, and the
+  algorithmic latency (chunk + lookahead);
+* offline: real-time factor on a long signal, and the peak resident memory growth while
+  generating it (windows keep it bounded);
+* agreement of streaming with offline output on dataset clips: mean face-keypoint distance
+  (px) and the correlation of their mouth openings.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cospeech.motion.generate import GenerateOptions, MotionGenerator
+from cospeech.motion.metrics import correlation, mouth_opening
+from cospeech.motion.normalize import FACE_POINTS
+from cospeech.pose.sequence import PoseSequence
+
+SAMPLE_RATE = 16000
+WARMUP_CHUNKS = 3
+
+
+@dataclass
+class StreamTiming:
+    chunk_s: float
+    latency_s: float
+    mean_compute_s: float
+    p95_compute_s: float
+
+
+def time_streaming(
+    generator: MotionGenerator, audio: np.ndarray, reference: PoseSequence, chunk_frames: int
+) -> StreamTiming:
+    """Push ``audio`` one chunk's worth of samples at a time; time each push that emits."""
+    options = GenerateOptions(chunk_frames=chunk_frames)
+    stream = generator.stream(reference, options=options)
+    step = round(chunk_frames / options.fps * SAMPLE_RATE)
+    times = []
+    for start in range(0, audio.size, step):
+        began = time.perf_counter()
+        out = stream.push(audio[start : start + step])
+        if out is not None:
+            times.append(time.perf_counter() - began)
+    stream.finish()
+    times = np.array(times[WARMUP_CHUNKS:] or times)
+    return StreamTiming(
+        chunk_s=chunk_frames / options.fps,
+        latency_s=chunk_frames / options.fps + stream.latency_s,
+        mean_compute_s=float(times.mean()),
+        p95_compute_s=float(np.percentile(times, 95)),
+    )
+
+
+def time_offline(
+    generator: MotionGenerator, audio: np.ndarray, reference: PoseSequence
+) -> tuple[float, float]:
+    """``(seconds of compute per second of audio, peak resident memory growth in MiB)``."""
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    began = time.perf_counter()
+    generator.generate(audio, reference)
+    elapsed = time.perf_counter() - began
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return elapsed / (audio.size / SAMPLE_RATE), (after - before) / 1024
+
+
+def streaming_agreement(
+    generator: MotionGenerator, data: str | Path, split: str, limit: int
+) -> dict[str, float]:
+    """Mean face distance (px) and mouth-opening correlation, streaming vs offline."""
+    from cospeech.motion.dataset import load_split
+
+    distances, correlations = [], []
+    for clip in load_split(data, split, limit):
+        offline = generator.generate(clip.audio, clip.reference_pose).keypoints
+        streamed = generator.generate(clip.audio, clip.reference_pose, streaming=True).keypoints
+        face = list(FACE_POINTS)
+        distances.append(np.linalg.norm(offline[:, face, :2] - streamed[:, face, :2], axis=-1))
+        correlations.append(correlation(mouth_opening(offline), mouth_opening(streamed)))
+    return {
+        "face_distance_px": float(np.mean(np.concatenate([d.ravel() for d in distances]))),
+        "mouth_correlation": float(np.nanmean(correlations)),
+    }

@@ -1,0 +1,155 @@
+"""Teacher stage: conditioning, latent cache, exact resume after SIGKILL, torchrun."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from cospeech.data.dataset import read_clips
+from cospeech.models.vae import TinyVideoVAE
+from cospeech.pipeline.conditioning import (
+    MASK_CHANNELS,
+    ConditionedFlow,
+    drop_conditions,
+    reference_slot,
+)
+from cospeech.train.checkpoint import list_checkpoints
+from cospeech.train.stages.teacher import build_latent_cache
+from pipeline_fixture import COSPEECH, ENV, save_tiny_vae, tiny_corpus
+
+STEPS = 8
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return tiny_corpus(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="module")
+def vae_dir(tmp_path_factory):
+    return save_tiny_vae(tmp_path_factory.getbasetemp() / "teacher-test-vae")
+
+
+def _args(corpus: Path, vae: Path, latents: Path, run: Path, steps: int, batch: int = 2):
+    return [
+        "train", "teacher", "--out", str(run),
+        "--set", f"stage.data={corpus}", "--set", f"stage.vae={vae}",
+        "--set", f"stage.latents={latents}", "--set", "stage.model=tiny",
+        "--set", "stage.frames=9", "--set", "stage.size=64",
+        "--set", f"train.steps={steps}", "--set", f"train.batch_size={batch}",
+        "--set", "train.checkpoint_every=2", "--set", "train.log_every=1",
+        "--set", "train.sample_every=0", "--set", "train.optim.warmup_steps=2",
+    ]  # fmt: skip
+
+
+def _train(*args: str) -> None:
+    subprocess.run([*COSPEECH, *args], env=ENV, check=True, capture_output=True, timeout=300)
+
+
+def test_conditioned_flow_builds_wan_i2v_channels():
+    seen = {}
+
+    def model(x, t, pose, ref_pose):
+        seen.update(x=x, pose=pose, ref_pose=ref_pose)
+        return x[:, :4]
+
+    latent = torch.randn(2, 4, 1, 3, 3)
+    slot = reference_slot(latent)
+    noisy = torch.randn(2, 4, 5, 3, 3)
+    pose, ref_pose = torch.randn(2, 3, 17, 24, 24), torch.randn(2, 3, 24, 24)
+    ConditionedFlow(model)(noisy, torch.zeros(2), pose=pose, reference=slot, ref_pose=ref_pose)
+    x = seen["x"]
+    assert x.shape == (2, 4 + MASK_CHANNELS + 4, 5, 3, 3)
+    assert torch.equal(x[:, :4], noisy)
+    assert torch.equal(x[:, 4 : 4 + MASK_CHANNELS, 0], torch.ones(2, MASK_CHANNELS, 3, 3))
+    assert torch.equal(x[:, 4 + MASK_CHANNELS :, :1], latent)
+    assert not x[:, 4:, 1:].any()  # no reference on later latent frames
+    assert seen["pose"] is pose and seen["ref_pose"] is ref_pose
+
+
+def test_condition_dropout_drops_all_conditions_of_a_sample_together():
+    n = 4000
+    conditions = {
+        "pose": torch.randn(n, 3, 2, 2),
+        "reference": torch.randn(n, 5, 1, 1, 1),
+        "ref_pose": torch.randn(n, 3, 2),
+    }
+    dropped = drop_conditions(conditions, 0.1, torch.Generator().manual_seed(0))
+    gone = [(dropped[k].flatten(1) == 0).all(dim=1) for k in conditions]
+    assert torch.equal(gone[0], gone[1]) and torch.equal(gone[0], gone[2])
+    assert abs(gone[0].float().mean().item() - 0.1) < 0.02  # 4000 draws: sd 0.005
+    for key, value in conditions.items():
+        assert torch.equal(dropped[key][~gone[0]], value[~gone[0]])
+
+
+def test_latent_cache_holds_slices_of_the_whole_clip_encoding(corpus, vae_dir, tmp_path):
+    from cospeech.data.clip_reader import read_frames
+
+    vae = TinyVideoVAE.from_pretrained(vae_dir)
+    cache = build_latent_cache(corpus, "train", vae, tmp_path, window_latents=3, size=64,
+                               stride=2, progress=False)  # fmt: skip
+    clip = read_clips(corpus, "train")[0]
+    stored = load_file(str(cache / f"{clip.clip_id}.safetensors"))
+    usable = 1 + 4 * ((clip.frames - 1) // 4)
+    frames = torch.from_numpy(read_frames(clip.folder / "video.mp4", 0, usable)).float()
+    with torch.no_grad():
+        whole = vae.encode(frames.div(127.5).sub(1).permute(3, 0, 1, 2)[None])[0]
+    starts = stored["starts"].tolist()
+    assert starts == [4 * s for s in range(0, whole.shape[1] - 3 + 1, 2)]
+    for window, start in zip(stored["latents"], starts, strict=True):
+        s = start // 4
+        torch.testing.assert_close(window.float(), whole[:, s : s + 3], atol=2e-3, rtol=1e-2)
+    references = load_file(str(cache / "references.safetensors"))
+    assert set(references) == {c.clip_id for c in read_clips(corpus, "train")}
+
+
+def test_sigkill_then_rerun_gives_identical_weights(corpus, vae_dir, tmp_path):
+    latents = tmp_path / "latents"
+    reference = tmp_path / "reference"
+    _train(*_args(corpus, vae_dir, latents, reference, STEPS))
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [*COSPEECH, *_args(corpus, vae_dir, latents, killed, STEPS)],
+        env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline and not list_checkpoints(killed / "checkpoints"):
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = list_checkpoints(killed / "checkpoints")
+    assert done and int(done[-1].name.split("-")[1]) < STEPS, "kill came too late to test resume"
+    _train(*_args(corpus, vae_dir, latents, killed, STEPS))
+
+    for name in ("final", "final-ema"):
+        want = load_file(str(reference / name / "model.safetensors"))
+        got = load_file(str(killed / name / "model.safetensors"))
+        assert want.keys() == got.keys()
+        for key in want:
+            assert torch.equal(want[key], got[key]), f"{name}/{key} differs after resume"
+    logged = [json.loads(x)["step"] for x in (killed / "metrics.jsonl").read_text().splitlines()]
+    assert logged == list(range(1, STEPS + 1))
+
+
+def test_torchrun_two_processes_train_the_teacher(corpus, vae_dir, tmp_path):
+    torchrun = Path(sys.executable).with_name("torchrun")
+    run = tmp_path / "ddp"
+    subprocess.run(
+        [str(torchrun), "--nproc_per_node", "2", "--master_port", "29583", "-m", "cospeech.cli",
+         *_args(corpus, vae_dir, tmp_path / "latents", run, 2, batch=1)],
+        env=ENV, check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    weights = load_file(str(run / "final" / "model.safetensors"))
+    assert all(torch.isfinite(v).all() for v in weights.values())
+    logged = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in logged] == [1, 2]

@@ -16,7 +16,6 @@ from cospeech.motion.dataset import MotionWindows, load_split
 from cospeech.motion.generate import GenerateOptions, MotionGenerator
 from cospeech.motion.normalize import BODY_POINTS, FACE_POINTS, from_offsets
 from cospeech.pose.sequence import PoseSequence
-from cospeech.train.stages import STAGES
 
 pytestmark = pytest.mark.skipif(not espeak_available(), reason="libespeak-ng not installed")
 FACE = list(FACE_POINTS)
@@ -36,19 +35,11 @@ def run(corpus, tmp_path_factory):
     from cospeech.train.run import run_stage
 
     out = tmp_path_factory.mktemp("run")
-    previous = STAGES.get("motion")
-    STAGES["motion"] = "cospeech.train.stages.motion"
-    try:
-        run_stage("motion", out, None, [
-            f"stage.data={corpus}", "stage.preset=tiny", "stage.window_frames=40",
-            "train.steps=6", "train.batch_size=2", "train.checkpoint_every=3",
-            "train.log_every=3",
-        ], device="cpu")  # fmt: skip
-    finally:
-        if previous is None:
-            STAGES.pop("motion")
-        else:
-            STAGES["motion"] = previous
+    run_stage("motion", out, None, [
+        f"stage.data={corpus}", "stage.preset=tiny", "stage.window_frames=40",
+        "train.steps=6", "train.batch_size=2", "train.checkpoint_every=3",
+        "train.log_every=3",
+    ], device="cpu")  # fmt: skip
     return out
 
 

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
-import cv2
 import numpy as np
 import pytest
 
 from cospeech.errors import InputError
-from cospeech.pose import PoseSequence, draw_pose, draw_pose_sequence
+from cospeech.pose import draw_pose, draw_pose_sequence
 from cospeech.pose import schema as s
 from cospeech.pose.draw import (
     BODY_COLORS,
@@ -200,25 +197,3 @@ def test_bad_input():
         draw_pose(upright_keypoints(), 0, H)
     with pytest.raises(InputError):
         draw_pose_sequence(upright_keypoints()[None])  # not a PoseSequence
-
-
-@pytest.fixture
-def single_thread():
-    threads = cv2.getNumThreads()
-    cv2.setNumThreads(1)
-    yield
-    cv2.setNumThreads(threads)
-
-
-def test_speed_256(single_thread):
-    pose = upright_pose(200, width=256, height=256)
-    rng = np.random.default_rng(2)
-    pose.keypoints[..., :2] += rng.normal(0, 3, pose.keypoints[..., :2].shape).astype(np.float32)
-    pose = PoseSequence(pose.keypoints, pose.fps, pose.width, pose.height)
-    draw_pose_sequence(pose.slice(0, 5))  # warm-up
-    best = 0.0
-    for _ in range(3):
-        start = time.perf_counter()
-        draw_pose_sequence(pose)
-        best = max(best, len(pose) / (time.perf_counter() - start))
-    assert best >= 500, f"{best:.0f} frames/s at 256x256"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import cv2
 import numpy as np
 import pytest
@@ -267,18 +265,6 @@ def test_bad_pose():
         labels_of(pose)
     with pytest.raises(InputError):
         labels_of(upright_keypoints())  # an array, not a PoseSequence
-
-
-def test_speed_81_frames_480x832():
-    pose = upright_pose(81)
-    rng = np.random.default_rng(1)
-    pose.keypoints[..., :2] += rng.normal(0, 15, pose.keypoints[..., :2].shape).astype(np.float32)
-    labels_of(upright_pose(5))  # warm-up
-    start = time.perf_counter()
-    lab = labels_of(pose)
-    elapsed = time.perf_counter() - start
-    assert lab.shape == (21, 30, 52)
-    assert elapsed < 1.0, f"81 frames at 480x832 took {elapsed:.2f} s"
 
 
 def test_deterministic():

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 import torch
@@ -231,19 +229,6 @@ def test_matrix_bad_input():
     bad[1, 1, 0] = np.inf
     with pytest.raises(InputError):
         frame_similarity(bad)
-
-
-def test_matrix_speed():
-    rng = np.random.default_rng(13)
-    seq = rng.uniform(0, 800, (500, 133, 2))
-    conf = rng.uniform(0, 1, (500, 133))
-    conf[conf < 0.3] = 0
-    frame_similarity(seq[:10], conf[:10])  # warm-up
-    start = time.perf_counter()
-    sim = frame_similarity(seq, conf)
-    elapsed = time.perf_counter() - start
-    assert sim.shape == (500, 500)
-    assert elapsed < 1.0, f"frame_similarity T=500, B=133 took {elapsed:.2f} s"
 
 
 def test_pose_frame_similarity():

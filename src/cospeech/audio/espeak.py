@@ -42,9 +42,10 @@ from __future__ import annotations
 
 import bisect
 import ctypes
+import dataclasses
 import difflib
+import json
 import os
-import pickle
 import re
 import string
 import threading
@@ -211,7 +212,7 @@ class _RawEvent:
 
 @dataclass(frozen=True)
 class _RawSynthesis:
-    """What one synthesis in the child process sends back (picklable, no numpy)."""
+    """What one synthesis in the child process sends back (see :func:`_encode_message`)."""
 
     pcm: bytes  # native-endian int16 at the library's sample rate
     events: list[_RawEvent]
@@ -220,6 +221,31 @@ class _RawSynthesis:
 
 _CHILD_OK, _CHILD_NO_VOICE, _CHILD_FAILED = "ok", "no-voice", "failed"
 _CHILD_EXIT_STATUS = 0
+
+
+def _encode_message(status: str, result: _RawSynthesis | str) -> bytes:
+    """Child -> parent: one JSON header line, then the raw PCM bytes (no pickle)."""
+    if isinstance(result, _RawSynthesis):
+        header = {
+            "status": status,
+            "events": [dataclasses.astuple(e) for e in result.events],
+            "stressed": result.stressed,
+            "pcm_bytes": len(result.pcm),
+        }
+        return json.dumps(header).encode() + b"\n" + result.pcm
+    return json.dumps({"status": status, "detail": result}).encode() + b"\n"
+
+
+def _decode_message(payload: bytes) -> tuple[str, _RawSynthesis | str]:
+    header_bytes, _, pcm = payload.partition(b"\n")
+    header = json.loads(header_bytes)
+    if "detail" in header:
+        return header["status"], header["detail"]
+    if len(pcm) != header["pcm_bytes"]:
+        raise CospeechError("espeak synthesis process sent truncated audio")
+    events = [_RawEvent(*e) for e in header["events"]]
+    stressed = [(m, int(st)) for m, st in header["stressed"]]
+    return header["status"], _RawSynthesis(pcm, events, stressed)
 
 
 class _Engine:
@@ -275,13 +301,13 @@ class _Engine:
             try:
                 os.close(read_fd)
                 try:
-                    message = (_CHILD_OK, self._synthesize_here(voice, text))
+                    message = _encode_message(_CHILD_OK, self._synthesize_here(voice, text))
                 except _NoVoiceError:
-                    message = (_CHILD_NO_VOICE, voice.voice_name)
+                    message = _encode_message(_CHILD_NO_VOICE, voice.voice_name)
                 except Exception as exc:
-                    message = (_CHILD_FAILED, f"{type(exc).__name__}: {exc}")
+                    message = _encode_message(_CHILD_FAILED, f"{type(exc).__name__}: {exc}")
                 with os.fdopen(write_fd, "wb") as pipe:
-                    pipe.write(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+                    pipe.write(message)
             finally:
                 os._exit(_CHILD_EXIT_STATUS)
         os.close(write_fd)
@@ -290,7 +316,7 @@ class _Engine:
         _, wait_status = os.waitpid(pid, 0)
         if not payload:
             raise CospeechError(f"espeak synthesis process died (wait status {wait_status})")
-        status, result = pickle.loads(payload)  # our own child's data
+        status, result = _decode_message(payload)
         if status == _CHILD_NO_VOICE:
             raise InputError(f"espeak-ng has no voice {result!r}")
         if status != _CHILD_OK:

@@ -8,7 +8,6 @@ import argparse
 
 def _run(args: argparse.Namespace) -> int:
     import numpy as np
-    import torch
 
     from cospeech.errors import InputError
     from cospeech.motion.bench import streaming_agreement, time_offline, time_streaming
@@ -17,7 +16,6 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.threads < 1 or args.long_s <= 0 or args.stream_s <= 0:
         raise InputError("--threads, --long-s and --stream-s must be positive")
-    torch.set_num_threads(args.threads)
     generator = MotionGenerator.load(args.model)
     clip = load_split(args.data, args.split, limit=1)[0]
     reference = clip.reference_pose
@@ -27,14 +25,14 @@ def _run(args: argparse.Namespace) -> int:
 
     print(f"threads: {args.threads}")
     for chunk in args.chunks:
-        t = time_streaming(generator, tiled(args.stream_s), reference, chunk)
+        t = time_streaming(generator, tiled(args.stream_s), reference, chunk, args.threads)
         print(
             f"streaming chunk {chunk} frames ({t.chunk_s * 1000:.0f} ms): compute mean "
             f"{t.mean_compute_s * 1000:.1f} ms, p95 {t.p95_compute_s * 1000:.1f} ms "
             f"({t.mean_compute_s / t.chunk_s:.3f} of real time); latency "
             f"{t.latency_s * 1000:.0f} ms"
         )
-    rtf, memory = time_offline(generator, tiled(args.long_s), reference)
+    rtf, memory = time_offline(generator, tiled(args.long_s), reference, args.threads)
     print(f"offline {args.long_s:.0f} s: {rtf:.4f} s per audio second, peak RSS +{memory:.0f} MiB")
     if args.agreement_clips > 0:
         agree = streaming_agreement(generator, args.data, args.split, args.agreement_clips)

@@ -29,10 +29,15 @@ def _run(args: argparse.Namespace) -> int:
     )
     print(format_table(results))
     if args.contact_sheet:
-        from cospeech.motion.evaluate import GROUND_TRUTH, LEARNED_OFFLINE, RULES_ALLPHONE
+        from cospeech.motion.evaluate import (
+            GROUND_TRUTH,
+            LEARNED_OFFLINE,
+            LEARNED_STREAMING,
+            RULES_ALLPHONE,
+        )
         from cospeech.motion.sheet import motion_sheet, save_png
 
-        names = (GROUND_TRUTH, LEARNED_OFFLINE, RULES_ALLPHONE)
+        names = (GROUND_TRUTH, LEARNED_OFFLINE, LEARNED_STREAMING, RULES_ALLPHONE)
         rows = {name: sheet_rows["rows"][name] for name in names}
         save_png(motion_sheet(rows, *sheet_rows["size"], args.sheet_frames), args.contact_sheet)
     if args.json:

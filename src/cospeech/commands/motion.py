@@ -51,7 +51,9 @@ def _run(args: argparse.Namespace) -> int:
     audio = load_audio(args.audio)
     reference = _reference(args)
     generator = MotionGenerator.load(args.model)
-    options = GenerateOptions(fps=args.fps, seed=args.seed)
+    options = GenerateOptions(
+        fps=args.fps, seed=args.seed, threads=args.threads, chunk_frames=args.chunk_frames
+    )
     pose = generator.generate(
         audio, reference, options=options, streaming=args.streaming, progress=True
     )
@@ -79,3 +81,7 @@ def register(tree) -> None:
     p.add_argument("--fps", type=float, default=25.0, help="frame rate (default 25)")
     p.add_argument("--seed", type=int, default=0, help="seed of the gesture sampling")
     p.add_argument("--streaming", action="store_true", help="use the causal streaming mode")
+    p.add_argument(
+        "--chunk-frames", type=int, default=10, help="frames per streaming chunk (default 10)"
+    )
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: fastest)")

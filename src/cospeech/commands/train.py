@@ -8,7 +8,8 @@ import argparse
 def _run(args: argparse.Namespace) -> int:
     from cospeech.train.run import run_stage
 
-    run_stage(args.stage, args.out, args.config, args.set, device=args.device)
+    overrides = ([f"stage.data={args.data}"] if args.data else []) + args.set
+    run_stage(args.stage, args.out, args.config, overrides, device=args.device)
     return 0
 
 
@@ -25,6 +26,7 @@ def register(tree) -> None:
         )
         parser.add_argument("--config", help="YAML file with train: and stage: sections")
         parser.add_argument("--out", required=True, help="run folder (checkpoints, logs, final)")
+        parser.add_argument("--data", help="dataset folder (shorthand for --set stage.data=DIR)")
         parser.add_argument(
             "--set", action="append", default=[], metavar="KEY=VALUE",
             help="override a config value, e.g. train.steps=100 or stage.data=corpus/",

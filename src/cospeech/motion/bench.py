@@ -35,10 +35,14 @@ class StreamTiming:
 
 
 def time_streaming(
-    generator: MotionGenerator, audio: np.ndarray, reference: PoseSequence, chunk_frames: int
+    generator: MotionGenerator,
+    audio: np.ndarray,
+    reference: PoseSequence,
+    chunk_frames: int,
+    threads: int = 1,
 ) -> StreamTiming:
     """Push ``audio`` one chunk's worth of samples at a time; time each push that emits."""
-    options = GenerateOptions(chunk_frames=chunk_frames)
+    options = GenerateOptions(chunk_frames=chunk_frames, threads=threads)
     stream = generator.stream(reference, options=options)
     step = round(chunk_frames / options.fps * SAMPLE_RATE)
     times = []
@@ -58,12 +62,12 @@ def time_streaming(
 
 
 def time_offline(
-    generator: MotionGenerator, audio: np.ndarray, reference: PoseSequence
+    generator: MotionGenerator, audio: np.ndarray, reference: PoseSequence, threads: int = 1
 ) -> tuple[float, float]:
     """``(seconds of compute per second of audio, peak resident memory growth in MiB)``."""
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     began = time.perf_counter()
-    generator.generate(audio, reference)
+    generator.generate(audio, reference, options=GenerateOptions(threads=threads))
     elapsed = time.perf_counter() - began
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return elapsed / (audio.size / SAMPLE_RATE), (after - before) / 1024

@@ -38,10 +38,11 @@ def sample_flow(
     context_mask: torch.Tensor,
     steps: int,
     generator: torch.Generator | None = None,
+    temperature: float = 1.0,
 ) -> torch.Tensor:
-    """Euler integration from Gaussian noise -> standardised body values ``[B, T, Y]``;
-    context frames are returned as given."""
-    x = torch.randn(context.shape, generator=generator, device=context.device)
+    """Euler integration from Gaussian noise (standard deviation ``temperature``) ->
+    standardised body values ``[B, T, Y]``; context frames are returned as given."""
+    x = torch.randn(context.shape, generator=generator, device=context.device) * temperature
     for i in range(steps):
         t = torch.full((context.shape[0],), i / steps, device=context.device)
         x = x + denoiser(x, t, condition, context, context_mask) / steps

@@ -17,6 +17,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,9 +46,24 @@ from cospeech.pose.sequence import PoseSequence
 DEFAULT_FPS = 25.0
 
 
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run with ``count`` intra-op threads, then restore the previous setting."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 @dataclass(frozen=True)
 class GenerateOptions:
-    """Inference settings. ``flow_steps`` 0 = the model's own setting."""
+    """Inference settings. ``flow_steps`` 0 = the model's own setting; ``temperature``: scale
+    of the body flow's initial noise. ``threads``: torch
+    intra-op threads while generating; the model is small, so one thread is fastest (a
+    second one only adds synchronisation, ruinous on a busy machine: see
+    docs/benchmarks/motion.md)."""
 
     fps: float = DEFAULT_FPS
     seed: int = 0
@@ -54,14 +71,18 @@ class GenerateOptions:
     overlap_frames: int = 25
     chunk_frames: int = 10
     flow_steps: int = 0
+    threads: int = 1
+    temperature: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.fps > 0:
             raise InputError(f"motion: fps must be positive, got {self.fps}")
         if not 0 < self.overlap_frames < self.window_frames:
             raise InputError("motion: needs 0 < overlap_frames < window_frames")
-        if self.chunk_frames < 1:
-            raise InputError("motion: chunk_frames must be >= 1")
+        if self.chunk_frames < 1 or self.threads < 1:
+            raise InputError("motion: chunk_frames and threads must be >= 1")
+        if not self.temperature > 0:
+            raise InputError(f"motion: temperature must be positive, got {self.temperature}")
 
 
 @dataclass
@@ -126,6 +147,7 @@ class MotionGenerator:
         steps: int,
         generator: torch.Generator,
         keep: slice = slice(None),
+        temperature: float = 1.0,
     ) -> FrameOutputs:
         """Run the model on stacked mel ``[T, M]``; outputs for frames ``keep`` only.
         ``context [P, Y]``: standardised body values of the first ``P`` kept frames."""
@@ -139,7 +161,7 @@ class MotionGenerator:
             context_values[0, :n] = context[:n]
             context_mask[0, :n] = True
         body = sample_flow(
-            self.model.flow, condition, context_values, context_mask, steps, generator
+            self.model.flow, condition, context_values, context_mask, steps, generator, temperature
         )
         return FrameOutputs(
             face=self.model.face(condition)[0],
@@ -189,7 +211,8 @@ class MotionGenerator:
                 np.concatenate([p.keypoints for p in pieces if p is not None]),
                 options.fps, reference.width, reference.height,
             )  # fmt: skip
-        return self._offline(samples, reference, style, options, progress)
+        with torch_threads(options.threads):
+            return self._offline(samples, reference, style, options, progress)
 
     def _offline(
         self,
@@ -217,8 +240,9 @@ class MotionGenerator:
             stop = min(frames, start + window)
             context = body[start : start + context_frames] if i > 0 else None
             out = self.run_frames(
-                mel[start:stop], ref_tensor, style_tensor, False, context, steps, generator
-            )
+                mel[start:stop], ref_tensor, style_tensor, False, context, steps, generator,
+                temperature=options.temperature,
+            )  # fmt: skip
             if i == 0:
                 face[start:stop] = out.face
                 body[start:stop] = out.body
@@ -271,6 +295,7 @@ class MotionStream:
         self.rng = torch.Generator().manual_seed(options.seed)
         cfg = generator.config
         self.steps = generator._steps(options)
+        self.temperature = options.temperature
         self.mel_ratio = self.mel_config.frame_rate / (MEL_PER_FRAME * options.fps)
         half = self.mel_config.n_fft // 2
         # Samples are kept from global index ``sample_start`` (negative = virtual zeros).
@@ -356,7 +381,7 @@ class MotionStream:
             keep_from = start - (0 if context is None else context.shape[0])
             out = self.gen.run_frames(
                 mel, self.reference, self.style, True, context, self.steps, self.rng,
-                keep=slice(keep_from - first, stop - first),
+                keep=slice(keep_from - first, stop - first), temperature=self.temperature,
             )  # fmt: skip
             skip = start - keep_from
             outputs.append(FrameOutputs(out.face[skip:], out.body[skip:], out.logits[skip:]))
@@ -402,7 +427,10 @@ class MotionStream:
         self._compute_mel(None)
         ready = self._available_frames() - self.lookahead
         ready -= (ready - self.next_frame) % self.options.chunk_frames
-        return self._emit(ready, 2**62, None) if ready > self.next_frame else None
+        if ready <= self.next_frame:
+            return None
+        with torch_threads(self.options.threads):
+            return self._emit(ready, 2**62, None)
 
     def finish(self) -> PoseSequence | None:
         """End of audio: the remaining frames (None when there are none)."""
@@ -414,4 +442,5 @@ class MotionStream:
         total_frames = num_video_frames(self.received, SAMPLE_RATE, self.options.fps)
         total_mel = num_mel_frames(self.received, self.mel_config)
         self._compute_mel(self.received)
-        return self._emit(total_frames, total_frames, total_mel)
+        with torch_threads(self.options.threads):
+            return self._emit(total_frames, total_frames, total_mel)

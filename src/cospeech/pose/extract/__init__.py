@@ -28,7 +28,7 @@ from cospeech.pose.sequence import PoseSequence
 
 BACKENDS = ("mediapipe", "onnx")
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
-# A photo is a one-frame sequence; its frame rate is a placeholder that nothing times.
+# A photo is a one-frame sequence; its frame rate is nominal: nothing is timed by it.
 IMAGE_FPS = 1.0
 
 

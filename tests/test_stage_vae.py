@@ -45,3 +45,23 @@ def test_short_run_exports_a_vae_with_normalised_latents(tmp_path_factory, tmp_p
                                atol=1e-4, rtol=0)  # fmt: skip
     torch.testing.assert_close(values.std(dim=1), torch.ones(4, dtype=torch.double),
                                atol=1e-3, rtol=0)  # fmt: skip
+
+
+def test_decoder_fine_tune_keeps_the_encoder_and_its_latents(tmp_path_factory, tmp_path):
+    from safetensors.torch import load_file
+
+    from pipeline_fixture import save_tiny_vae
+
+    corpus = tiny_corpus(tmp_path_factory.getbasetemp())
+    start = save_tiny_vae(tmp_path / "start")
+    config = Config(data=str(corpus), init=str(start), train_encoder=False, frames=5, size=64,
+                    crop=32, stats_windows=4, cache_bytes=0)  # fmt: skip
+    train = TrainConfig(steps=2, batch_size=2, ema_decay=0.0, checkpoint_every=2,
+                        optim=OptimConfig(lr=1e-2, warmup_steps=1))  # fmt: skip
+    Trainer(VAEStage(config), train, tmp_path / "run").run()
+    before = load_file(str(start / "model.safetensors"))
+    after = load_file(str(tmp_path / "run" / "final" / "model.safetensors"))
+    encoder = [k for k in before if k.startswith("encoder.")]
+    decoder = [k for k in before if k.startswith("decoder.")]
+    assert encoder and all(torch.equal(before[k], after[k]) for k in encoder)
+    assert any(not torch.equal(before[k], after[k]) for k in decoder)

@@ -21,14 +21,7 @@ from cospeech.models.vae.layers import (
 )
 from cospeech.models.vae.loss import vae_loss
 
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny shapes run fastest, and steadiest on a shared CPU, on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")

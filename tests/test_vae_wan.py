@@ -18,13 +18,7 @@ MEAN = [0.1, -0.2, 0.3, 0.0]
 STD = [0.5, 2.0, 1.0, 3.0]
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny shapes run fastest, and steadiest on a shared CPU, on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")

@@ -124,20 +124,7 @@ def load_config(
         if not path.is_file():
             names = f"; presets: {sorted(presets)}" if presets else ""
             raise InputError(f"config {source!s}: no such file or preset{names}")
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise InputError(f"config {path}: not valid YAML ({problem}{where})") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"config {path}: not a readable text file ({exc})") from None
-        data = loaded or {}
-        if not isinstance(data, dict):
-            raise InputError(
-                f"config {path}: expected YAML key: value pairs, got a {type(data).__name__}"
-            )
+        data = read_yaml(path)
         preset = data.pop("preset", None)
         if preset is not None:
             if presets is None or preset not in presets:
@@ -146,6 +133,26 @@ def load_config(
             base.update(data)
             data = base
     return from_dict(cls, apply_overrides(data, list(overrides or [])))
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """The ``key: value`` pairs of YAML file ``path`` ({} when empty); one-line InputError
+    when it cannot be read, is not YAML, or holds something else."""
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InputError(f"config {path}: not valid YAML ({problem}{where})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"config {path}: not a readable text file ({exc})") from None
+    data = loaded or {}
+    if not isinstance(data, dict):
+        raise InputError(
+            f"config {path}: expected YAML key: value pairs, got a {type(data).__name__}"
+        )
+    return data
 
 
 def save_config(config: Any, path: str | Path) -> None:

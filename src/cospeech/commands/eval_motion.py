@@ -6,11 +6,10 @@ import argparse
 
 
 def _run(args: argparse.Namespace) -> int:
-    import json
     from pathlib import Path
 
-    from cospeech.atomic import atomic_path
     from cospeech.errors import InputError
+    from cospeech.jsonfile import write_json
     from cospeech.motion.evaluate import evaluate, format_table
 
     if args.limit < 0:
@@ -41,8 +40,7 @@ def _run(args: argparse.Namespace) -> int:
         rows = {name: sheet_rows["rows"][name] for name in names}
         save_png(motion_sheet(rows, *sheet_rows["size"], args.sheet_frames), args.contact_sheet)
     if args.json:
-        with atomic_path(args.json) as tmp:
-            tmp.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        write_json(args.json, results)
     return 0
 
 

@@ -42,6 +42,7 @@ from cospeech.data.manifest import (
 from cospeech.errors import InputError
 from cospeech.pose.draw import draw_pose
 from cospeech.pose.extract import read_image
+from cospeech.pose.raster import num_latent_frames
 from cospeech.pose.sequence import PoseSequence
 
 VAE_TEMPORAL_STRIDE = 4
@@ -280,7 +281,7 @@ class ClipDataset(Dataset):
         except (OSError, ValueError) as exc:
             raise InputError(f"latent cache {path}: unreadable ({exc})") from None
         latents, starts = tensors.get("latents"), tensors.get("starts")
-        latent_frames = 1 + (self.frames - 1) // VAE_TEMPORAL_STRIDE
+        latent_frames = num_latent_frames(self.frames, VAE_TEMPORAL_STRIDE)
         if latents is None or starts is None or latents.ndim != 5 or len(latents) != len(starts):
             raise InputError(f"latent cache {path}: needs latents [N, C, T, h, w] and starts [N]")
         if latents.shape[2] != latent_frames:

@@ -25,6 +25,7 @@ from typing import Any
 
 from cospeech.atomic import atomic_path
 from cospeech.errors import InputError
+from cospeech.jsonfile import read_json, write_json
 
 MANIFEST_NAME = "manifest.jsonl"
 VIDEO_NAME = "video.mp4"
@@ -97,28 +98,12 @@ def entry_from_meta(meta: dict[str, Any], path: str) -> ManifestEntry:
     )  # fmt: skip
 
 
-def write_json(path: str | Path, data: Any) -> None:
-    """Write ``data`` as indented, key-sorted JSON (atomically)."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-
-
-def read_json(path: str | Path) -> Any:
-    path = Path(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: not valid JSON ({exc})") from None
-
-
 def write_meta(clip_dir: str | Path, meta: dict[str, Any]) -> None:
     """Write a clip's meta.json; ``InputError`` if a required key is missing."""
     missing = [k for k in REQUIRED_META_KEYS if k not in meta]
     if missing:
         raise InputError(f"clip meta: missing key(s) {missing}")
-    write_json(Path(clip_dir) / META_NAME, meta)
+    write_json(Path(clip_dir) / META_NAME, meta, sort_keys=True)
 
 
 def read_meta(clip_dir: str | Path) -> dict[str, Any]:

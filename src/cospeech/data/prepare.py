@@ -13,7 +13,6 @@ truncated, not a video, an unreadable codec) is reported in the summary and skip
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -25,7 +24,6 @@ import numpy as np
 import soundfile
 from tqdm import tqdm
 
-from cospeech.atomic import atomic_path
 from cospeech.data.cropping import CropBox, clip_box
 from cospeech.data.filtering import FILTER_PRESETS, FilterConfig, keep_frames, kept_runs
 from cospeech.data.manifest import (
@@ -40,6 +38,7 @@ from cospeech.data.manifest import (
     write_meta,
 )
 from cospeech.errors import InputError
+from cospeech.jsonfile import write_json
 from cospeech.media.video import VideoWriter, iter_frames, probe, read_audio_track
 from cospeech.pose import schema
 from cospeech.pose.extract import extract_keypoints, open_extractor
@@ -399,8 +398,7 @@ def prepare_dataset(
         summary.frames_total += result.frames_total
         if result.note:
             summary.notes.append((str(path), result.note))
-        with atomic_path(marker) as tmp:
-            tmp.write_text(json.dumps({"source": str(path), **result.__dict__}, indent=2) + "\n")
+        write_json(marker, {"source": str(path), **result.__dict__})
     shutil.rmtree(out / TMP_DIR, ignore_errors=True)
     if created and summary.processed == 0:  # every source failed: leave nothing behind
         shutil.rmtree(out, ignore_errors=True)

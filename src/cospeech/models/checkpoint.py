@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -35,15 +34,20 @@ from torch import nn
 from cospeech.atomic import atomic_path
 from cospeech.config import from_dict, to_dict
 from cospeech.errors import CheckpointError, InputError
+from cospeech.jsonfile import read_json, write_json
+from cospeech.models.checkpoint_checks import (
+    is_pickle,
+    mismatch_report,
+    refuse_pickle,
+    refuse_pickles_in,
+)
 from cospeech.models.config import VideoDiTConfig
 from cospeech.models.dit import POSE_ENCODER_PREFIXES, VideoDiT
 
 log = logging.getLogger(__name__)
 
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
-MAX_LISTED = 12
 
 # diffusers name -> original Wan name. "{i}" is a block index. Prefix rules end in ".",
 # the others match a whole key.
@@ -200,17 +204,10 @@ def wan_config_dict(config: VideoDiTConfig) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- files
-def _refuse_pickle(path: Path) -> None:
-    raise CheckpointError(
-        f"{path} is a pickle file; cospeech never unpickles checkpoints (arbitrary code). "
-        "Convert it to safetensors in a trusted environment"
-    )
-
-
 def _resolve_folder(path: Path) -> Path:
     if path.is_file():
-        if path.suffix.lower() in PICKLE_SUFFIXES:
-            _refuse_pickle(path)
+        if is_pickle(path):
+            refuse_pickle(path)
         path = path.parent
     if not path.is_dir():
         raise CheckpointError(f"checkpoint {path}: no such folder")
@@ -241,17 +238,12 @@ def _weight_files(folder: Path) -> list[Path]:
     files = sorted(folder.glob("*.safetensors"))
     if files:
         return files
-    pickles = sorted(p for p in folder.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
-    if pickles:
-        _refuse_pickle(pickles[0])
+    refuse_pickles_in(folder)
     raise CheckpointError(f"checkpoint {folder}: no .safetensors weights")
 
 
 def _read_config(folder: Path) -> tuple[VideoDiTConfig, str]:
-    try:
-        data = json.loads((folder / CONFIG_NAME).read_text())
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{folder / CONFIG_NAME}: not readable JSON ({exc})") from None
+    data = read_json(folder / CONFIG_NAME, CheckpointError)
     if not isinstance(data, dict):
         raise CheckpointError(f"{folder / CONFIG_NAME}: expected a JSON object")
     if data.get("_class_name") == "WanTransformer3DModel":
@@ -267,12 +259,6 @@ def _read_config(folder: Path) -> tuple[VideoDiTConfig, str]:
 
 
 # ---------------------------------------------------------------------- load
-def _listed(items: Iterable[str]) -> str:
-    items = sorted(items)
-    shown = ", ".join(items[:MAX_LISTED])
-    return shown + (f", ... ({len(items) - MAX_LISTED} more)" if len(items) > MAX_LISTED else "")
-
-
 def _index_checkpoint(
     files: list[Path], layout: str, expected: dict[str, torch.Size]
 ) -> dict[str, tuple[Path, str]]:
@@ -305,17 +291,11 @@ def _index_checkpoint(
         if group & pose_missing and not group <= pose_missing:
             pose_missing -= group  # partly present: a broken checkpoint, report it
     missing -= pose_missing
-    problems = []
-    if missing:
-        problems.append(f"missing keys: {_listed(missing)}")
-    if unknown:
-        problems.append(f"unexpected keys: {_listed(unknown)}")
-    if wrong:
-        problems.append(f"wrong shapes: {_listed(wrong)}")
+    problems = mismatch_report(missing, unknown, wrong)
     if problems:
         where = files[0].parent
         raise CheckpointError(
-            f"checkpoint {where} ({layout} layout) does not fit the model: " + "; ".join(problems)
+            f"checkpoint {where} ({layout} layout) does not fit the model: {problems}"
         )
     return found
 
@@ -378,5 +358,4 @@ def save_pretrained(model: VideoDiT, path: str | Path) -> None:
     state = {name: p.detach().to("cpu").contiguous() for name, p in model.named_parameters()}
     with atomic_path(folder / WEIGHTS_NAME) as tmp:
         save_file(state, str(tmp), metadata={"format": "pt"})
-    with atomic_path(folder / CONFIG_NAME) as tmp:
-        tmp.write_text(json.dumps(wan_config_dict(model.config), indent=2) + "\n")
+    write_json(folder / CONFIG_NAME, wan_config_dict(model.config))

@@ -8,7 +8,6 @@ model small; they are read back as float32. The shipped model lives in
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import torch
 from cospeech.atomic import atomic_path
 from cospeech.config import from_dict, to_dict
 from cospeech.errors import CheckpointError
+from cospeech.jsonfile import read_json, write_json
 from cospeech.motion.config import MotionModelConfig
 from cospeech.motion.model import MotionModel
 
@@ -37,9 +37,7 @@ def save_motion_model(
     state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
     with atomic_path(folder / WEIGHTS_NAME) as tmp:
         save_file(state, str(tmp))
-    text = json.dumps({"model": to_dict(model.config), "info": info}, indent=2, sort_keys=True)
-    with atomic_path(folder / CONFIG_NAME) as tmp:
-        tmp.write_text(text + "\n", encoding="utf-8")
+    write_json(folder / CONFIG_NAME, {"model": to_dict(model.config), "info": info}, sort_keys=True)
 
 
 def load_motion_model(folder: str | Path | None = None) -> tuple[MotionModel, dict[str, Any]]:
@@ -52,8 +50,8 @@ def load_motion_model(folder: str | Path | None = None) -> tuple[MotionModel, di
     weights, config_path = folder / WEIGHTS_NAME, folder / CONFIG_NAME
     if not weights.is_file() or not config_path.is_file():
         raise CheckpointError(f"motion model {folder}: needs {WEIGHTS_NAME} and {CONFIG_NAME}")
+    data = read_json(config_path, CheckpointError)
     try:
-        data = json.loads(config_path.read_text(encoding="utf-8"))
         config = from_dict(MotionModelConfig, data["model"], ".model")
         state = load_file(str(weights))
     except (OSError, ValueError, KeyError, SafetensorError) as exc:

@@ -22,11 +22,11 @@ from cospeech.data.manifest import (
     AUDIO_NAME,
     POSE_NAME,
     ManifestEntry,
-    read_json,
     read_manifest,
     read_meta,
 )
 from cospeech.errors import InputError
+from cospeech.jsonfile import read_json
 from cospeech.motion.config import MEL_PER_FRAME
 from cospeech.motion.normalize import normalize_reference, to_offsets
 from cospeech.motion.style import style_from_offsets

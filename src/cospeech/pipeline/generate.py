@@ -61,7 +61,9 @@ class GenerateOptions:
 @dataclass(frozen=True)
 class GenerateResult:
     """What one run produced, the driving ``keypoints`` ``[frames, 133, 3]`` (pixels of the
-    output frame) and how long it took (seconds of wall time)."""
+    output frame) and how long it took (seconds of wall time: ``seconds`` in all, and per
+    phase in ``phases``: ``prepare`` (models, audio, reference, motion), ``sampling``,
+    ``decode`` (VAE decode and mp4 writing))."""
 
     path: Path
     frames: int
@@ -72,6 +74,7 @@ class GenerateResult:
     motion: str
     seconds: float
     keypoints: np.ndarray = field(repr=False, compare=False, default_factory=lambda: np.zeros(0))
+    phases: dict[str, float] = field(default_factory=dict)
 
     @property
     def video_seconds(self) -> float:
@@ -87,7 +90,9 @@ class GenerateResult:
             f"wrote {self.path}: {self.frames} frames ({self.video_seconds:.2f} s) at "
             f"{self.size}x{self.size}, {self.steps} steps x {self.windows} window(s), motion "
             f"from {self.motion}; {self.seconds:.1f} s ({self.frames_per_second:.2f} FPS, "
-            f"{self.seconds / self.video_seconds:.1f} s per second of video)"
+            f"{self.seconds / self.video_seconds:.1f} s per second of video; "
+            + ", ".join(f"{name} {value:.1f} s" for name, value in self.phases.items())
+            + ")"
         )
 
 
@@ -224,6 +229,7 @@ def generate(
     )
     keypoints = _fit_length(motion.keypoints, num_frames)
 
+    phases = {"prepare": time.perf_counter() - started}
     total = latent_frames_for(num_frames)
     plan = WindowPlan(total, settings.window, options.overlap)
     calls = options.steps * len(plan.starts)
@@ -233,6 +239,7 @@ def generate(
             shift=options.shift, overlap=options.overlap, seed=options.seed,
             on_window=lambda: bar.update(1),
         )  # fmt: skip
+    phases["sampling"] = time.perf_counter() - started - phases["prepare"]
     with VideoWriter(out_path, options.fps, audio=audio, sample_rate=SAMPLE_RATE) as writer:
         frames = decode_frames(bundle.vae, latents, num_frames)
         for frame in tqdm(frames, total=num_frames, desc="decode", unit="frame",
@@ -240,9 +247,11 @@ def generate(
             writer.add(frame)
     if save_pose is not None:
         PoseSequence(keypoints, options.fps, options.size, options.size).save(save_pose)
+    seconds = time.perf_counter() - started
+    phases["decode"] = seconds - phases["prepare"] - phases["sampling"]
     return GenerateResult(
         out_path, num_frames, options.fps, options.size, options.steps, len(plan.starts), source,
-        time.perf_counter() - started, keypoints,
+        seconds, keypoints, phases,
     )  # fmt: skip
 
 

@@ -50,9 +50,10 @@ def rule_motion(audio: np.ndarray, reference: PoseSequence, fps: float, seed: in
     frames = round(duration * fps)
     rng = np.random.default_rng(seed)
     style_rng, motion_rng = rng.spawn(2)
+    phonemes = syllables_as_words(recognize_phones(audio))
     motion = generate_motion(
-        syllables_as_words(recognize_phones(audio)), duration, fps, reference, sample_gesture_style(style_rng),
-        motion_rng, prosody=prosody_from_audio(audio, SAMPLE_RATE, fps, frames),
+        phonemes, duration, fps, reference, sample_gesture_style(style_rng), motion_rng,
+        prosody=prosody_from_audio(audio, SAMPLE_RATE, fps, frames),
     )  # fmt: skip
     return motion.pose
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from cospeech.config import apply_overrides, from_dict, to_dict
+from cospeech.config import apply_overrides, from_dict, read_yaml, to_dict
 from cospeech.errors import InputError
 from cospeech.train.config import TrainConfig
 from cospeech.train.loop import Trainer
@@ -27,10 +25,7 @@ def load_run_config(
         path = Path(path)
         if not path.is_file():
             raise InputError(f"config {path}: no such file")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise InputError(f"config {path}: not valid YAML ({exc})") from None
+        loaded = read_yaml(path)
         unknown = sorted(set(loaded) - {"train", "stage"})
         if unknown:
             raise InputError(f"config {path}: unknown section(s) {unknown}; use train:, stage:")

@@ -10,9 +10,10 @@ import numpy as np
 
 from cospeech.atomic import atomic_path
 from cospeech.audio.phonemes import VOWELS, frame_phones, segments_from_json
-from cospeech.data.manifest import POSE_NAME, VIDEO_NAME, read_json, read_manifest
+from cospeech.data.manifest import POSE_NAME, VIDEO_NAME, read_manifest
 from cospeech.data.synth.corpus import PHONEMES_NAME
 from cospeech.errors import InputError
+from cospeech.jsonfile import read_json
 from cospeech.pose.sequence import PoseSequence
 
 SHEET_CLIPS = 3
@@ -38,9 +39,9 @@ def contact_sheet(
 ) -> np.ndarray:
     """An RGB grid ``[2 * clips * H, frames * W, 3]`` uint8: per clip (distinct identities
     first) a row of frames labelled with their phone, then the same frames with keypoints."""
-    import av
     import cv2
 
+    from cospeech.media.video import iter_frames
     from cospeech.pose.draw import draw_pose
 
     root = Path(root)
@@ -57,8 +58,7 @@ def contact_sheet(
             segments_from_json(read_json(folder / PHONEMES_NAME)), pose.fps, len(pose)
         )
         picks = _pick_frames(phones, frames)
-        with av.open(str(folder / VIDEO_NAME)) as container:
-            video = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+        video = list(iter_frames(folder / VIDEO_NAME))
         if len(video) != len(pose):
             raise InputError(f"{folder}: {len(video)} video frames but {len(pose)} poses")
         plain, overlaid = [], []

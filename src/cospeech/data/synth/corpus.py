@@ -44,14 +44,13 @@ from cospeech.data.manifest import (
     VIDEO_NAME,
     ManifestEntry,
     entry_from_meta,
-    read_json,
     read_meta,
-    write_json,
     write_manifest,
     write_meta,
 )
 from cospeech.data.synth.identity import Identity, make_identities
 from cospeech.errors import InputError
+from cospeech.jsonfile import read_json, write_json
 from cospeech.pose.sequence import PoseSequence
 
 CLIP_STREAM = 3  # SeedSequence key of clip draws (identities use other streams)
@@ -145,7 +144,8 @@ def write_identity(root: Path, identity: Identity, size: int) -> None:
     with atomic_path(folder / REFERENCE_IMAGE) as tmp:
         if not cv2.imwrite(str(tmp), np.ascontiguousarray(image[:, :, ::-1])):
             raise InputError(f"cannot write {folder / REFERENCE_IMAGE}")
-    write_json(folder / IDENTITY_NAME, identity.to_dict())  # last: marks the folder complete
+    # last: marks the folder complete
+    write_json(folder / IDENTITY_NAME, identity.to_dict(), sort_keys=True)
 
 
 def reference_paths(identity_id: str) -> dict[str, str]:
@@ -248,7 +248,7 @@ def make_clip(root: Path, config: CorpusConfig, identity: Identity, index: int) 
                 writer.add(renderer.render(keypoints))
         soundfile.write(tmp / AUDIO_NAME, speech.audio, AUDIO_SAMPLE_RATE, subtype="PCM_16")
         motion.pose.save(tmp / POSE_NAME)
-        write_json(tmp / PHONEMES_NAME, segments_to_json(speech.phonemes))
+        write_json(tmp / PHONEMES_NAME, segments_to_json(speech.phonemes), sort_keys=True)
         meta = {
             "id": name, "identity": identity.id, "split": identity.split, "source": SOURCE,
             "fps": config.fps, "width": config.size, "height": config.size, "frames": frames,
@@ -287,7 +287,7 @@ def _check_settings(root: Path, config: CorpusConfig) -> None:
                 f"{root} holds a corpus made with other settings ({path}); "
                 "use another --out folder or the same settings"
             )
-    write_json(path, current)
+    write_json(path, current, sort_keys=True)
 
 
 def _start_fork_server() -> None:

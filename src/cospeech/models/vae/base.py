@@ -105,6 +105,21 @@ def check_frames(frames: Tensor, space_stride: int = 8, time_stride: int = 4) ->
     check_spatial(frames.shape[3], frames.shape[4], space_stride)
 
 
+def check_encode_chunk(
+    frames: Tensor, first: bool, space_stride: int = 8, time_stride: int = 4
+) -> None:
+    """InputError unless ``frames`` ``[B, 3, f, H, W]`` is an :class:`EncodeStream` chunk:
+    ``f = 1 + 4m`` (m >= 0) for the ``first`` chunk, ``f = 4m`` (m >= 1) for later ones,
+    ``H, W`` multiples of 8."""
+    if frames.ndim != 5 or frames.shape[1] != 3:
+        raise InputError(f"frames must be [B, 3, F, H, W], got {list(frames.shape)}")
+    check_spatial(frames.shape[3], frames.shape[4], space_stride)
+    f = frames.shape[2]
+    if (first and (f - 1) % time_stride) or (not first and (f == 0 or f % time_stride)):
+        need = f"1 + {time_stride}m" if first else f"{time_stride}m (m >= 1)"
+        raise InputError(f"this encode chunk needs {need} frames, got {f}")
+
+
 def check_spatial(height: int, width: int, space_stride: int = 8) -> None:
     """InputError unless both sides are positive multiples of ``space_stride``."""
     if (

@@ -10,7 +10,6 @@ the weights (:meth:`TinyVideoVAE.set_latent_statistics`).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,13 +23,15 @@ from torch import Tensor, nn
 from cospeech.atomic import atomic_path
 from cospeech.config import from_dict, load_config, to_dict
 from cospeech.errors import CheckpointError, InputError
+from cospeech.jsonfile import read_json, write_json
+from cospeech.models.checkpoint_checks import mismatch_report, refuse_pickles_in
 from cospeech.models.vae.base import (
     DecodeStream,
     EncodeStream,
     VideoVAE,
+    check_encode_chunk,
     check_frames,
     check_latents,
-    check_spatial,
 )
 from cospeech.models.vae.layers import (
     CausalState,
@@ -47,7 +48,6 @@ from cospeech.models.vae.layers import (
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")  # refused unread
 LOGVAR_RANGE = (-30.0, 20.0)
 
 
@@ -286,8 +286,7 @@ class TinyVideoVAE(nn.Module, VideoVAE):
         }
         with atomic_path(folder / WEIGHTS_FILE) as tmp:
             save_file(tensors, str(tmp), metadata={"format": "pt"})
-        with atomic_path(folder / CONFIG_FILE) as tmp:
-            tmp.write_text(json.dumps(to_dict(self.config), indent=2) + "\n")
+        write_json(folder / CONFIG_FILE, to_dict(self.config))
 
     @classmethod
     def from_pretrained(
@@ -300,21 +299,11 @@ class TinyVideoVAE(nn.Module, VideoVAE):
         folder = Path(path)
         config_path, weights_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
         if not weights_path.is_file() and folder.is_dir():
-            pickles = sorted(
-                p.name for p in folder.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES
-            )
-            if pickles:
-                raise CheckpointError(
-                    f"{folder}: {pickles[0]} is a pickle file; cospeech never unpickles "
-                    f"checkpoints (arbitrary code). Convert it to {WEIGHTS_FILE}"
-                )
+            refuse_pickles_in(folder)
         for needed in (config_path, weights_path):
             if not needed.is_file():
                 raise CheckpointError(f"{folder}: no {needed.name} (not a TinyVideoVAE folder)")
-        try:
-            config_data = json.loads(config_path.read_text())
-        except (OSError, ValueError) as exc:  # ValueError: bad JSON or not UTF-8
-            raise CheckpointError(f"{config_path}: not readable JSON ({exc})") from None
+        config_data = read_json(config_path, CheckpointError)
         try:
             config = from_dict(TinyVAEConfig, config_data)
         except InputError as exc:
@@ -337,14 +326,8 @@ class _TinyEncodeStream(EncodeStream):
         self.state: CausalState | None = None
 
     def push(self, frames: Tensor) -> Tensor:
-        if frames.ndim != 5 or frames.shape[1] != 3:
-            raise InputError(f"frames must be [B, 3, F, H, W], got {list(frames.shape)}")
-        check_spatial(frames.shape[3], frames.shape[4], self.vae.space_stride)
-        stride, f = self.vae.time_stride, frames.shape[2]
         first = self.state is None
-        if (first and (f - 1) % stride) or (not first and (f == 0 or f % stride)):
-            need = f"1 + {stride}m" if first else f"{stride}m (m >= 1)"
-            raise InputError(f"this encode chunk needs {need} frames, got {f}")
+        check_encode_chunk(frames, first, self.vae.space_stride, self.vae.time_stride)
         if first:
             self.state = CausalState(frames.shape[0])
         mean, _ = self.vae.encode_posterior(frames, self.state)
@@ -380,19 +363,14 @@ def _per_channel(values: Tensor) -> Tensor:
 
 def _check_state(expected: Mapping[str, Tensor], found: Mapping[str, Tensor], where: Path) -> None:
     """CheckpointError listing missing/unexpected keys and shape mismatches."""
-    missing = sorted(set(expected) - set(found))
-    unexpected = sorted(set(found) - set(expected))
-    wrong = sorted(
-        f"{k} {list(found[k].shape)} != {list(expected[k].shape)}"
-        for k in set(expected) & set(found)
-        if found[k].shape != expected[k].shape
+    problems = mismatch_report(
+        missing=set(expected) - set(found),
+        unexpected=set(found) - set(expected),
+        wrong=[
+            f"{k} {list(found[k].shape)} != {list(expected[k].shape)}"
+            for k in set(expected) & set(found)
+            if found[k].shape != expected[k].shape
+        ],
     )
-    problems = []
-    if missing:
-        problems.append(f"missing keys {missing}")
-    if unexpected:
-        problems.append(f"unexpected keys {unexpected}")
-    if wrong:
-        problems.append(f"wrong shapes {wrong}")
     if problems:
-        raise CheckpointError(f"{where}: " + "; ".join(problems))
+        raise CheckpointError(f"{where}: {problems}")

@@ -20,13 +20,14 @@ from safetensors import safe_open
 from torch import Tensor
 
 from cospeech.errors import CheckpointError, InputError
+from cospeech.models.checkpoint_checks import mismatch_report, refuse_pickles_in
 from cospeech.models.vae.base import (
     DecodeStream,
     EncodeStream,
     VideoVAE,
+    check_encode_chunk,
     check_frames,
     check_latents,
-    check_spatial,
 )
 
 try:
@@ -78,6 +79,7 @@ class WanVAE(VideoVAE):
         if not (folder / "config.json").is_file():
             raise CheckpointError(f"{path}: no config.json of a diffusers AutoencoderKLWan")
         if not any(folder.glob("*.safetensors")):
+            refuse_pickles_in(folder)
             raise CheckpointError(f"{folder}: no .safetensors weights (other formats are refused)")
         try:
             vae = AutoencoderKLWan.from_pretrained(
@@ -133,12 +135,9 @@ def _check_keys(folder: Path, expected: set[str]) -> None:
     for file in folder.glob("*.safetensors"):
         with safe_open(str(file), framework="pt") as handle:
             found.update(handle.keys())
-    missing, unexpected = sorted(expected - found), sorted(found - expected)
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{folder}: Wan VAE weights do not match its config: "
-            f"missing keys {missing}, unexpected keys {unexpected}"
-        )
+    problems = mismatch_report(missing=expected - found, unexpected=found - expected)
+    if problems:
+        raise CheckpointError(f"{folder}: Wan VAE weights do not match its config: {problems}")
 
 
 def _causal_conv_count(module: torch.nn.Module) -> int:
@@ -152,13 +151,7 @@ class _WanEncodeStream(EncodeStream):
         self.started = False
 
     def push(self, frames: Tensor) -> Tensor:
-        if frames.ndim != 5 or frames.shape[1] != 3:
-            raise InputError(f"frames must be [B, 3, F, H, W], got {list(frames.shape)}")
-        check_spatial(frames.shape[3], frames.shape[4], self.wan.space_stride)
-        stride, f = self.wan.time_stride, frames.shape[2]
-        if (not self.started and (f - 1) % stride) or (self.started and (f == 0 or f % stride)):
-            need = f"{stride}m (m >= 1)" if self.started else f"1 + {stride}m"
-            raise InputError(f"this encode chunk needs {need} frames, got {f}")
+        check_encode_chunk(frames, not self.started, self.wan.space_stride, self.wan.time_stride)
         x = frames.to(device=self.wan.device, dtype=self.wan.dtype)
         pieces = []
         if not self.started:
@@ -166,7 +159,7 @@ class _WanEncodeStream(EncodeStream):
             x = x[:, :, 1:]
             self.started = True
         if x.shape[2]:
-            pieces.extend(x.split(stride, dim=2))
+            pieces.extend(x.split(self.wan.time_stride, dim=2))
         outs = []
         for piece in pieces:
             outs.append(self.wan.vae.encoder(piece, feat_cache=self.cache, feat_idx=[0]))

@@ -36,9 +36,10 @@ class Config:
 
     ``init``: a ``save_pretrained`` folder to start from instead of random weights (its
     preset then wins); ``train_encoder: false`` freezes the encoder, so latents already
-    cached for a teacher stay valid while the decoder keeps improving. ``crop`` is the side of the random training patch (0 = whole frames); ``stats_windows``
-    windows of the training split measure the latent statistics at export; ``sample_clips``
-    validation clips make the periodic reconstruction videos.
+    cached for a teacher stay valid while the decoder keeps improving. ``crop`` is the side
+    of the random training patch (0 = whole frames); ``stats_windows`` windows of the
+    training split measure the latent statistics at export; ``sample_clips`` validation
+    clips make the periodic reconstruction videos.
     """
 
     data: str = "corpus"

@@ -25,7 +25,9 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
-	$(BIN)/cospeech demo
+	$(BIN)/cospeech generate --audio examples/speech.wav --image examples/reference.png \
+	  --reference-pose examples/reference_pose.npz -o out/demo.mp4 \
+	  --contact-sheet out/demo-sheet.png
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests

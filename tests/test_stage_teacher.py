@@ -15,13 +15,13 @@ import torch
 from safetensors.torch import load_file
 
 from cospeech.data.dataset import read_clips
-from cospeech.models.vae import TinyVideoVAE
-from cospeech.pipeline.conditioning import (
+from cospeech.models.i2v import (
     MASK_CHANNELS,
     ConditionedFlow,
     drop_conditions,
     reference_slot,
 )
+from cospeech.models.vae import TinyVideoVAE
 from cospeech.train.checkpoint import list_checkpoints
 from cospeech.train.stages.teacher import build_latent_cache
 from pipeline_fixture import COSPEECH, ENV, save_tiny_vae, tiny_corpus

@@ -118,8 +118,12 @@ def evaluate_teacher(
         evaluate_clip(bundle, clip, options)
         for clip in tqdm(clips, desc="eval teacher", unit="clip", disable=not progress)
     ]
+    # A generated mouth that never shows mouth colours has no correlation (nan): it counts 0.
     fields = ("psnr", "ssim", "lipsync", "vae_psnr", "vae_ssim")
-    mean = {name: float(np.nanmean([getattr(s, name) for s in scores])) for name in fields}
+    mean = {
+        name: float(np.mean(np.nan_to_num([getattr(s, name) for s in scores], nan=0.0)))
+        for name in fields
+    }
     return {"options": asdict(options), "mean": mean, "clips": [asdict(s) for s in scores]}
 
 

@@ -26,9 +26,7 @@ from tqdm import tqdm
 from cospeech.diffusion import Guidance, sample_euler
 from cospeech.diffusion.schedule import sampling_sigmas
 from cospeech.errors import InputError
-from cospeech.models.vae import VideoVAE
-from cospeech.pipeline.bundle import ModelBundle, load_bundle
-from cospeech.pipeline.conditioning import (
+from cospeech.models.i2v import (
     CONDITION_NAMES,
     TIME_STRIDE,
     ConditionedFlow,
@@ -37,6 +35,8 @@ from cospeech.pipeline.conditioning import (
     reference_slot,
     window_frame_indices,
 )
+from cospeech.models.vae import VideoVAE
+from cospeech.pipeline.bundle import ModelBundle, load_bundle
 from cospeech.pipeline.reference import Reference, frame_reference
 from cospeech.pipeline.windows import FusedWindows, WindowPlan
 from cospeech.pose.sequence import PoseSequence

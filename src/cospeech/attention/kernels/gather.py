@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from cospeech.attention.masks import pair_allowed
 from cospeech.attention.plan import SparsePlan
 
-CALL_BYTES = 32 << 20
+CALL_BYTES = 4 << 20
 """Batching limit: gathered keys + values of one SDPA call (bytes)."""
 
 

@@ -2,7 +2,7 @@
 
 The teacher learns the flow ``noise - x0`` of VAE latents of speaker videos, given the
 pose maps of the window, the identity's reference photo (its latent in the Wan I2V
-conditioning slot, :mod:`cospeech.pipeline.conditioning`) and the reference's pose map.
+conditioning slot, :mod:`cospeech.models.i2v`) and the reference's pose map.
 All conditions are dropped together with probability ``cond_dropout`` so that guidance
 has an unconditional branch.
 
@@ -44,14 +44,14 @@ from cospeech.diffusion import Guidance, add_noise, sample_euler, sample_trainin
 from cospeech.diffusion.schedule import sampling_sigmas, sigma_to_timestep
 from cospeech.errors import InputError
 from cospeech.models import VideoDiT, load_video_dit_config
-from cospeech.models.vae import TinyVideoVAE
-from cospeech.pipeline.conditioning import (
+from cospeech.models.i2v import (
     CONDITION_NAMES,
     MASK_CHANNELS,
     ConditionedFlow,
     drop_conditions,
     reference_slot,
 )
+from cospeech.models.vae import TinyVideoVAE
 from cospeech.pose.extract import read_image
 from cospeech.train.config import OptimConfig, TrainConfig
 from cospeech.train.stages.vae import to_uint8_frames
@@ -78,7 +78,7 @@ class Config:
     vae: str = "vae"
     latents: str = "latents"
     model: str = "demo"
-    frames: int = 17
+    frames: int = 9
     size: int = 128
     window_stride: int = 1
     cache_clips: int = 0
@@ -94,13 +94,13 @@ class Config:
 
 def default_train_config() -> TrainConfig:
     return TrainConfig(
-        steps=2000,
+        steps=3200,
         batch_size=4,
-        ema_decay=0.995,
+        ema_decay=0.99,
         checkpoint_every=50,
         log_every=10,
-        sample_every=500,
-        optim=OptimConfig(lr=3e-4, warmup_steps=100, grad_clip=1.0),
+        sample_every=300,
+        optim=OptimConfig(lr=5e-4, warmup_steps=50, grad_clip=1.0),
     )
 
 

@@ -9,7 +9,6 @@ reconstruction of the same frames is scored too: no teacher can beat that bound.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -128,7 +127,6 @@ def evaluate_teacher(
 
 
 def write_report(report: dict, path: str | Path) -> None:
-    from cospeech.atomic import atomic_path
+    from cospeech.jsonfile import write_json
 
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(path, report)

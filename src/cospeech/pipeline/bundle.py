@@ -7,15 +7,14 @@ A model folder holds ``teacher/`` (VideoDiT ``save_pretrained`` + ``sampling.jso
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from cospeech.atomic import atomic_path
 from cospeech.config import from_dict, to_dict
 from cospeech.errors import CheckpointError, InputError
+from cospeech.jsonfile import read_json, write_json
 from cospeech.models import VideoDiT
 from cospeech.models.vae import TinyVideoVAE
 
@@ -43,8 +42,7 @@ class SamplingSettings:
     shift: float = 3.0
 
     def save(self, folder: str | Path) -> None:
-        with atomic_path(Path(folder) / SAMPLING_FILE) as tmp:
-            tmp.write_text(json.dumps(to_dict(self), indent=2) + "\n")
+        write_json(Path(folder) / SAMPLING_FILE, to_dict(self))
 
     @classmethod
     def load(cls, folder: str | Path) -> SamplingSettings:
@@ -52,8 +50,8 @@ class SamplingSettings:
         if not path.is_file():
             return cls()
         try:
-            return from_dict(cls, json.loads(path.read_text()))
-        except (json.JSONDecodeError, InputError) as exc:
+            return from_dict(cls, read_json(path, error=CheckpointError))
+        except InputError as exc:
             raise CheckpointError(f"{path}: {exc}") from None
 
 

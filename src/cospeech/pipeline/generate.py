@@ -12,8 +12,6 @@ frame into the writer, so memory is bounded by the latents, not by the video.
 
 from __future__ import annotations
 
-import math
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -23,6 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from cospeech.atomic import check_writable
 from cospeech.diffusion import Guidance, sample_euler
 from cospeech.diffusion.schedule import sampling_sigmas
 from cospeech.errors import InputError
@@ -39,6 +38,7 @@ from cospeech.models.vae import VideoVAE
 from cospeech.pipeline.bundle import ModelBundle, load_bundle
 from cospeech.pipeline.reference import Reference, frame_reference
 from cospeech.pipeline.windows import FusedWindows, WindowPlan
+from cospeech.pose.raster import num_latent_frames
 from cospeech.pose.sequence import PoseSequence
 
 POSE_SIDE_MULTIPLE = 16  # pose encoder: VAE stride 8 x patch 2
@@ -96,11 +96,6 @@ class GenerateResult:
         )
 
 
-def latent_frames_for(num_frames: int) -> int:
-    """Latent frames whose decoding covers ``num_frames`` video frames."""
-    return 1 + math.ceil((num_frames - 1) / TIME_STRIDE)
-
-
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:
     """uint8 ``[H, W, 3]`` -> ``[1, 3, 1, H, W]`` in [-1, 1] (a one-frame video)."""
     return torch.from_numpy(image).float().div(127.5).sub(1).permute(2, 0, 1)[None, :, None]
@@ -123,7 +118,7 @@ def sample_latents(
     ``reference.size`` square frame), all windows conditioned on the same reference."""
     size = reference.size
     num_frames = len(keypoints)
-    total = latent_frames_for(num_frames)
+    total = num_latent_frames(num_frames, TIME_STRIDE)
     vae, device = bundle.vae, next(bundle.teacher.parameters()).device
     slot = reference_slot(vae.encode(image_to_tensor(reference.image))).to(device)
     ref_pose = reference_pose_map(reference.keypoints, size).to(device)
@@ -163,16 +158,10 @@ def decode_frames(vae: VideoVAE, latents: torch.Tensor, num_frames: int) -> Iter
 
 
 def check_output_path(path: Path, suffix: str = ".mp4") -> None:
-    """InputError unless ``path`` can be written (its folder exists or can be made)."""
+    """InputError unless ``path`` has ``suffix`` and can be written (see ``check_writable``)."""
     if path.suffix.lower() != suffix:
         raise InputError(f"output {path}: must end in {suffix}")
-    if path.is_dir():
-        raise InputError(f"output {path}: is a folder")
-    existing = path.parent
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise InputError(f"output {path}: cannot write into {existing}")
+    check_writable(path)
 
 
 def load_reference(
@@ -230,7 +219,7 @@ def generate(
     keypoints = _fit_length(motion.keypoints, num_frames)
 
     phases = {"prepare": time.perf_counter() - started}
-    total = latent_frames_for(num_frames)
+    total = num_latent_frames(num_frames, TIME_STRIDE)
     plan = WindowPlan(total, settings.window, options.overlap)
     calls = options.steps * len(plan.starts)
     with tqdm(total=calls, desc="generate", unit="window", disable=not progress) as bar:

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,9 +19,9 @@ from cospeech.models.i2v import (
     reference_slot,
 )
 from cospeech.models.vae import TinyVideoVAE
-from cospeech.train.checkpoint import list_checkpoints
 from cospeech.train.stages.teacher import build_latent_cache
 from pipeline_fixture import COSPEECH, ENV, save_tiny_vae, tiny_corpus
+from resume_fixture import assert_identical_runs, kill_after_first_checkpoint
 
 STEPS = 8
 
@@ -118,27 +115,11 @@ def test_sigkill_then_rerun_gives_identical_weights(corpus, vae_dir, tmp_path):
     _train(*_args(corpus, vae_dir, latents, reference, STEPS))
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(
-        [*COSPEECH, *_args(corpus, vae_dir, latents, killed, STEPS)],
-        env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.time() + 120
-    while time.time() < deadline and not list_checkpoints(killed / "checkpoints"):
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    done = list_checkpoints(killed / "checkpoints")
-    assert done and int(done[-1].name.split("-")[1]) < STEPS, "kill came too late to test resume"
+    kill_after_first_checkpoint(
+        [*COSPEECH, *_args(corpus, vae_dir, latents, killed, STEPS)], killed, ENV, STEPS
+    )
     _train(*_args(corpus, vae_dir, latents, killed, STEPS))
-
-    for name in ("final", "final-ema"):
-        want = load_file(str(reference / name / "model.safetensors"))
-        got = load_file(str(killed / name / "model.safetensors"))
-        assert want.keys() == got.keys()
-        for key in want:
-            assert torch.equal(want[key], got[key]), f"{name}/{key} differs after resume"
-    logged = [json.loads(x)["step"] for x in (killed / "metrics.jsonl").read_text().splitlines()]
-    assert logged == list(range(1, STEPS + 1))
+    assert_identical_runs(reference, killed, STEPS)
 
 
 def test_torchrun_two_processes_train_the_teacher(corpus, vae_dir, tmp_path):

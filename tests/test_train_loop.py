@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +14,7 @@ from safetensors.torch import load_file
 from cospeech.errors import CheckpointError
 from cospeech.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from cospeech.train.data import ResumableBatchSampler
+from resume_fixture import assert_identical_runs, kill_after_first_checkpoint
 
 FIXTURE = Path(__file__).with_name("train_fixture.py")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -39,28 +37,12 @@ def test_sigkill_then_rerun_gives_identical_weights(tmp_path):
     _run(reference, steps, "--noise")
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(
+    kill_after_first_checkpoint(
         [sys.executable, str(FIXTURE), str(killed), str(steps), "--noise", "--step-delay", "0.05"],
-        env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        killed, ENV, steps,
     )  # fmt: skip
-    deadline = time.time() + 120
-    while time.time() < deadline and not list_checkpoints(killed / "checkpoints"):
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    done = list_checkpoints(killed / "checkpoints")
-    assert done and int(done[-1].name.split("-")[1]) < steps, "kill came too late to test resume"
     _run(killed, steps, "--noise")
-
-    for name in ("final", "final-ema"):
-        want, got = _final(reference, name), _final(killed, name)
-        assert want.keys() == got.keys()
-        for key in want:
-            assert torch.equal(want[key], got[key]), f"{name}/{key} differs after resume"
-    steps_logged = [
-        json.loads(x)["step"] for x in (killed / "metrics.jsonl").read_text().splitlines()
-    ]
-    assert steps_logged == list(range(1, steps + 1))
+    assert_identical_runs(reference, killed, steps)
 
 
 def test_grad_accumulation_equals_larger_batch(tmp_path):

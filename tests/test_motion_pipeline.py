@@ -188,3 +188,39 @@ def test_eval_command_prints_every_method(run, corpus, capsys):
     table = capsys.readouterr().out
     for name in ("learned (offline)", "learned (streaming)", "rules (allphone)", "mean pose"):
         assert f"| {name} |" in table
+
+
+def test_rollout_fine_tune_of_the_flow_starts_from_init_and_resumes_exactly(run, corpus, tmp_path):
+    from safetensors.torch import load_file
+
+    from cospeech.motion.checkpoint import load_motion_model
+    from cospeech.train.run import run_stage
+
+    init = run / "final-ema"
+    options = [
+        f"stage.data={corpus}", f"stage.init={init}", "stage.window_frames=40",
+        "stage.chunk_frames=[5,10]", "stage.chunk_probability=1.0",
+        "stage.rollout_probability=1.0", "stage.rollout_blend_frames=3",
+        "stage.train_only=[flow]", "train.batch_size=2", "train.checkpoint_every=2",
+        "train.log_every=2",
+    ]  # fmt: skip
+    # No updates: the exported model is the init model (config, statistics and weights).
+    untrained = tmp_path / "untrained"
+    run_stage("motion", untrained, None, [*options, "train.steps=0"], device="cpu")
+    start, _ = load_motion_model(untrained / "final")
+    initial, _ = load_motion_model(init)
+    assert start.config == initial.config
+    assert all(torch.equal(v, initial.state_dict()[k]) for k, v in start.state_dict().items())
+    # Four updates in one go equal two, a stop, and two more (rollout noise included).
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    run_stage("motion", whole, None, [*options, "train.steps=4"], device="cpu")
+    run_stage("motion", parts, None, [*options, "train.steps=2"], device="cpu")
+    run_stage("motion", parts, None, [*options, "train.steps=4"], device="cpu")
+    a = load_file(whole / "final" / "model.safetensors")
+    b = load_file(parts / "final" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # Only the flow (body head) was trained: the encoder and face head are init's.
+    init_state = initial.state_dict()
+    assert not torch.equal(a["flow.output.weight"], init_state["flow.output.weight"])
+    frozen = [k for k in a if not k.startswith("flow.")]
+    assert frozen and all(torch.equal(a[k], init_state[k]) for k in frozen)

@@ -134,3 +134,42 @@ def test_torchrun_two_processes_train_the_teacher(corpus, vae_dir, tmp_path):
     assert all(torch.isfinite(v).all() for v in weights.values())
     logged = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [row["step"] for row in logged] == [1, 2]
+
+
+def test_region_weights_scale_the_teachers_loss_where_the_face_is(corpus, vae_dir, tmp_path):
+    """A model that returns the exact flow target plus an error of 1 at one latent element:
+    the loss with an error inside the face is ``1 + weight`` times the loss with the same
+    error in the background."""
+    from torch.utils.data import default_collate
+
+    from cospeech.train.region_weights import region_weight_maps
+    from cospeech.train.stages.teacher import Config, TeacherStage
+
+    face_weight = 3.0
+    config = Config(
+        data=str(corpus), vae=str(vae_dir), latents=str(tmp_path / "latents"), model="tiny",
+        frames=9, size=64, cond_dropout=0.0, region_weights={"face": face_weight},
+    )  # fmt: skip
+    stage = TeacherStage(config)
+    batch = default_collate([stage.build_dataset()[0]])
+    x0 = batch["latents"]
+    maps = region_weight_maps(batch["keypoints"], (64, 64), {"face": 1.0}, 4, 8)[0, 0]
+    face = tuple(torch.nonzero(maps == 2)[0].tolist())
+    background = tuple(torch.nonzero(maps == 1)[0].tolist())
+
+    def exact_plus_error(at):
+        def model(x, t, pose, ref_pose):
+            sigma = (t / 1000).view(-1, 1, 1, 1, 1)
+            x_t = x[:, : x0.shape[1]]
+            target = (x_t - (1 - sigma) * x0) / sigma - x0
+            error = torch.zeros_like(target)
+            error[(0, slice(None), *at)] = 1.0
+            return target + error
+
+        return model
+
+    torch.manual_seed(0)
+    in_face, _ = stage.loss(exact_plus_error(face), batch, 0)
+    torch.manual_seed(0)
+    in_background, _ = stage.loss(exact_plus_error(background), batch, 0)
+    assert float(in_face / in_background) == pytest.approx(1 + face_weight, rel=1e-3)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from cospeech.data.dataset import ClipDataset
@@ -12,15 +13,17 @@ from cospeech.train.stages.vae import Config, VAEStage, random_crop
 from pipeline_fixture import tiny_corpus
 
 
-def test_random_crop_stays_on_the_8_pixel_grid():
+def test_random_crop_stays_on_the_8_pixel_grid_and_cuts_every_tensor_alike():
     video = torch.arange(64 * 64, dtype=torch.float32).view(1, 1, 1, 64, 64)
+    weights = video.expand(1, 1, 2, 64, 64) * 2
     torch.manual_seed(0)
     for _ in range(20):
-        patch = random_crop(video, 24)
+        patch, weight_patch = random_crop(video, 24, weights)
         assert patch.shape[-2:] == (24, 24)
         top, left = divmod(int(patch[0, 0, 0, 0, 0]), 64)
         assert top % 8 == 0 and left % 8 == 0 and top + 24 <= 64 and left + 24 <= 64
-    assert random_crop(video, 0) is video
+        assert torch.equal(weight_patch, patch.expand(1, 1, 2, 24, 24) * 2)
+    assert random_crop(video, 0)[0] is video
 
 
 def test_short_run_exports_a_vae_with_normalised_latents(tmp_path_factory, tmp_path):
@@ -47,7 +50,10 @@ def test_short_run_exports_a_vae_with_normalised_latents(tmp_path_factory, tmp_p
                                atol=1e-3, rtol=0)  # fmt: skip
 
 
-def test_decoder_fine_tune_keeps_the_encoder_and_its_latents(tmp_path_factory, tmp_path):
+@pytest.mark.parametrize("region_weights", [{}, {"face": 8.0}])
+def test_decoder_fine_tune_keeps_the_encoder_and_its_latents(
+    tmp_path_factory, tmp_path, region_weights
+):
     from safetensors.torch import load_file
 
     from pipeline_fixture import save_tiny_vae
@@ -55,7 +61,8 @@ def test_decoder_fine_tune_keeps_the_encoder_and_its_latents(tmp_path_factory, t
     corpus = tiny_corpus(tmp_path_factory.getbasetemp())
     start = save_tiny_vae(tmp_path / "start")
     config = Config(data=str(corpus), init=str(start), train_encoder=False, frames=5, size=64,
-                    crop=32, stats_windows=4, cache_bytes=0)  # fmt: skip
+                    crop=32, stats_windows=4, cache_bytes=0,
+                    region_weights=region_weights)  # fmt: skip
     train = TrainConfig(steps=2, batch_size=2, ema_decay=0.0, checkpoint_every=2,
                         optim=OptimConfig(lr=1e-2, warmup_steps=1))  # fmt: skip
     Trainer(VAEStage(config), train, tmp_path / "run").run()

@@ -81,3 +81,25 @@ def test_loss_rejects_mismatched_or_small_inputs():
         vae_loss(x, y[:, :, :1])
     with pytest.raises(InputError):
         ssim(x[..., :8, :8], y[..., :8, :8])
+
+
+def test_pixel_weights_make_l1_and_gradient_weighted_means_as_in_numpy():
+    x, y = videos(4)
+    gen = torch.Generator().manual_seed(5)
+    w = torch.rand(x.shape[0], 1, *x.shape[2:], generator=gen, dtype=x.dtype) * 3
+    a, b, wn = x.numpy(), y.numpy(), np.broadcast_to(w.numpy(), x.shape)
+    l1 = (wn * np.abs(a - b)).sum() / wn.sum()
+    ex = np.abs(np.diff(a, axis=-1) - np.diff(b, axis=-1))
+    ey = np.abs(np.diff(a, axis=-2) - np.diff(b, axis=-2))
+    wx, wy = wn[..., :, 1:], wn[..., 1:, :]
+    gradient = 0.5 * ((wx * ex).sum() / wx.sum() + (wy * ey).sum() / wy.sum())
+    terms = vae_loss(x, y, pixel_weights=w)
+    assert float(terms.l1) == pytest.approx(l1, rel=1e-9)
+    assert float(terms.gradient) == pytest.approx(gradient, rel=1e-9)
+    # Equal weights are the plain means; a weight map of the wrong shape is refused.
+    plain = vae_loss(x, y)
+    torch.testing.assert_close(
+        vae_loss(x, y, pixel_weights=torch.full_like(w, 4.0)).total, plain.total
+    )
+    with pytest.raises(InputError, match="pixel weights"):
+        vae_loss(x, y, pixel_weights=w[:, :, :1])

@@ -39,7 +39,10 @@ def _run(args: argparse.Namespace) -> int:
         print(
             f"streaming vs offline on {args.agreement_clips} clips: face distance "
             f"{agree['face_distance_px']:.3f} px, mouth-opening correlation "
-            f"{agree['mouth_correlation']:.3f}"
+            f"{agree['mouth_correlation']:.3f}, hand variance ratio "
+            f"{agree['hand_variance_ratio']:.2f}; hand speed across chunk seams / inside: "
+            f"streaming {agree['seam_ratio_streaming']:.2f}, offline "
+            f"{agree['seam_ratio_offline']:.2f}"
         )
     return 0
 

@@ -22,13 +22,13 @@ def _run(args: argparse.Namespace) -> int:
         print(
             f"{clip['clip']} ({clip['identity']}): PSNR {clip['psnr']:.2f} dB, SSIM "
             f"{clip['ssim']:.3f}, lip-sync r {clip['lipsync']:.2f} (VAE bound "
-            f"{clip['vae_psnr']:.2f} dB / {clip['vae_ssim']:.3f})"
+            f"{clip['vae_psnr']:.2f} dB / {clip['vae_ssim']:.3f} / r {clip['vae_lipsync']:.2f})"
         )
     mean = report["mean"]
     print(
         f"mean over {len(report['clips'])} clips: PSNR {mean['psnr']:.2f} dB, SSIM "
         f"{mean['ssim']:.3f}, lip-sync r {mean['lipsync']:.2f} (VAE bound "
-        f"{mean['vae_psnr']:.2f} dB / {mean['vae_ssim']:.3f})"
+        f"{mean['vae_psnr']:.2f} dB / {mean['vae_ssim']:.3f} / r {mean['vae_lipsync']:.2f})"
     )
     if args.output:
         write_report(report, args.output)

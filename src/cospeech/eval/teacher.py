@@ -43,6 +43,7 @@ class ClipScore:
     lipsync: float
     vae_psnr: float
     vae_ssim: float
+    vae_lipsync: float
 
 
 @dataclass(frozen=True)
@@ -86,15 +87,17 @@ def evaluate_clip(bundle: ModelBundle, clip: ClipInfo, options: TeacherEvalOptio
     )  # fmt: skip
     fake = np.stack(list(decode_frames(bundle.vae, latents, count)))
     recon = vae_reconstruction(bundle.vae, truth)
+    truth_mouth = mouth_openness(truth, keypoints)
     return ClipScore(
         clip=clip.clip_id,
         identity=clip.reference_image.parent.name,
         frames=count,
         psnr=float(psnr_per_frame(fake, truth).mean()),
         ssim=float(ssim_per_frame(fake, truth).mean()),
-        lipsync=correlation(mouth_openness(fake, keypoints), mouth_openness(truth, keypoints)),
+        lipsync=correlation(mouth_openness(fake, keypoints), truth_mouth),
         vae_psnr=float(psnr_per_frame(recon, truth).mean()),
         vae_ssim=float(ssim_per_frame(recon, truth).mean()),
+        vae_lipsync=correlation(mouth_openness(recon, keypoints), truth_mouth),
     )
 
 
@@ -118,7 +121,7 @@ def evaluate_teacher(
         for clip in tqdm(clips, desc="eval teacher", unit="clip", disable=not progress)
     ]
     # A generated mouth that never shows mouth colours has no correlation (nan): it counts 0.
-    fields = ("psnr", "ssim", "lipsync", "vae_psnr", "vae_ssim")
+    fields = ("psnr", "ssim", "lipsync", "vae_psnr", "vae_ssim", "vae_lipsync")
     mean = {
         name: float(np.mean(np.nan_to_num([getattr(s, name) for s in scores], nan=0.0)))
         for name in fields

@@ -5,7 +5,8 @@
 * offline: real-time factor on a long signal, and the peak resident memory growth while
   generating it (windows keep it bounded);
 * agreement of streaming with offline output on dataset clips: mean face-keypoint distance
-  (px) and the correlation of their mouth openings.
+  (px), the correlation of their mouth openings, the ratio of their hand variances, and how
+  much the hands jump at chunk seams (:func:`seam_speeds`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from cospeech.motion.generate import GenerateOptions, MotionGenerator
-from cospeech.motion.metrics import correlation, mouth_opening
+from cospeech.motion.metrics import HANDS, correlation, hand_variance, mouth_opening
 from cospeech.motion.normalize import FACE_POINTS
 from cospeech.pose.sequence import PoseSequence
 
@@ -73,20 +74,52 @@ def time_offline(
     return elapsed / (audio.size / SAMPLE_RATE), (after - before) / 1024
 
 
+def seam_speeds(keypoints: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hand speeds (px per frame, mean over the 42 hand points) of ``keypoints [T, 133, 3]``
+    split into ``(steps across a chunk seam, steps inside a chunk)``, for chunks of ``chunk``
+    frames starting at frame 0."""
+    hands = keypoints[:, list(HANDS), :2].astype(np.float64)
+    speed = np.linalg.norm(np.diff(hands, axis=0), axis=-1).mean(axis=1)
+    seam = np.arange(1, len(keypoints)) % chunk == 0
+    return speed[seam], speed[~seam]
+
+
 def streaming_agreement(
     generator: MotionGenerator, data: str | Path, split: str, limit: int
 ) -> dict[str, float]:
-    """Mean face distance (px) and mouth-opening correlation, streaming vs offline."""
+    """Streaming vs offline on the first ``limit`` clips of ``split``: mean face distance
+    (px), mouth-opening correlation, hand variance ratio (streaming / offline), and the
+    seam ratio of each mode: mean hand speed across the streaming chunks' seams over the
+    mean speed inside them (1 = no jump; offline has no seams, its ratio is the baseline)."""
     from cospeech.motion.dataset import load_split
 
+    options = GenerateOptions()
     distances, correlations = [], []
+    variances: dict[str, list[float]] = {"offline": [], "streaming": []}
+    speeds: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {"offline": [], "streaming": []}
     for clip in load_split(data, split, limit):
-        offline = generator.generate(clip.audio, clip.reference_pose).keypoints
-        streamed = generator.generate(clip.audio, clip.reference_pose, streaming=True).keypoints
+        offline = generator.generate(clip.audio, clip.reference_pose, options=options).keypoints
+        streamed = generator.generate(
+            clip.audio, clip.reference_pose, options=options, streaming=True
+        ).keypoints
         face = list(FACE_POINTS)
         distances.append(np.linalg.norm(offline[:, face, :2] - streamed[:, face, :2], axis=-1))
         correlations.append(correlation(mouth_opening(offline), mouth_opening(streamed)))
+        for mode, keypoints in (("offline", offline), ("streaming", streamed)):
+            variances[mode].append(hand_variance(keypoints))
+            speeds[mode].append(seam_speeds(keypoints, options.chunk_frames))
+
+    def seam_ratio(mode: str) -> float:
+        across = np.concatenate([a for a, _ in speeds[mode]])
+        inside = np.concatenate([b for _, b in speeds[mode]])
+        return float(across.mean() / inside.mean())
+
     return {
         "face_distance_px": float(np.mean(np.concatenate([d.ravel() for d in distances]))),
         "mouth_correlation": float(np.nanmean(correlations)),
+        "hand_variance_ratio": float(
+            np.mean(variances["streaming"]) / np.mean(variances["offline"])
+        ),
+        "seam_ratio_streaming": seam_ratio("streaming"),
+        "seam_ratio_offline": seam_ratio("offline"),
     }

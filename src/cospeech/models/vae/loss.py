@@ -6,6 +6,8 @@ Gaussian window) keeps local contrast and structure, and the finite-difference t
 edges sharp where L1 alone blurs them (thin outlines of cartoon speakers, teeth, fingers).
 The KL term, tiny by default as in Stable Diffusion / Wan VAE training, only keeps the
 latent scale bounded; latents are normalised by measured statistics afterwards.
+Optional per-pixel weights turn the L1 and gradient terms into weighted means (more
+weight on the face: :mod:`cospeech.train.region_weights`).
 """
 
 from __future__ import annotations
@@ -58,18 +60,26 @@ def vae_loss(
     mean: Tensor | None = None,
     logvar: Tensor | None = None,
     weights: VAELossWeights | None = None,
+    pixel_weights: Tensor | None = None,
 ) -> VAELossTerms:
     """Loss of a reconstruction ``recon`` of ``frames``, both ``[B, 3, F, H, W]`` in [-1, 1].
 
     ``mean``/``logvar`` (the raw posterior, any shape) add the KL term; without them it is 0.
-    The SSIM term needs ``H, W >= 11``.
+    ``pixel_weights`` ``[B, 1, F, H, W]`` (>= 0) weight the L1 and gradient terms per
+    pixel (normalised weighted means); the SSIM term needs ``H, W >= 11``.
     """
     weights = weights or VAELossWeights()
     if frames.shape != recon.shape:
         raise InputError(f"frames {list(frames.shape)} and recon {list(recon.shape)} differ")
-    l1 = (frames - recon).abs().mean()
+    if pixel_weights is None:
+        pixel_weights = frames.new_ones(())
+    elif pixel_weights.shape != (frames.shape[0], 1, *frames.shape[2:]):
+        raise InputError(
+            f"pixel weights {list(pixel_weights.shape)} do not fit {list(frames.shape)}"
+        )
+    l1 = weighted_mean((frames - recon).abs(), pixel_weights)
     ssim_term = 1 - ssim(frames, recon)
-    gradient = gradient_l1(frames, recon)
+    gradient = gradient_l1(frames, recon, pixel_weights)
     kl = (
         kl_divergence(mean, logvar) if mean is not None and logvar is not None else l1.new_zeros(())
     )
@@ -97,11 +107,22 @@ def ssim(x: Tensor, y: Tensor, data_range: float = DATA_RANGE) -> Tensor:
     return (numerator / denominator).mean()
 
 
-def gradient_l1(x: Tensor, y: Tensor) -> Tensor:
-    """Mean L1 distance between the horizontal and vertical finite differences of two videos."""
+def gradient_l1(x: Tensor, y: Tensor, pixel_weights: Tensor | None = None) -> Tensor:
+    """Mean L1 distance between the horizontal and vertical finite differences of two videos
+    ``[B, C, F, H, W]``; ``pixel_weights`` ``[B, 1, F, H, W]`` weight each difference by its
+    right / lower pixel."""
+    w = x.new_ones(()) if pixel_weights is None else pixel_weights
+    wx = w[..., :, 1:] if w.ndim else w
+    wy = w[..., 1:, :] if w.ndim else w
     dx = (x[..., :, 1:] - x[..., :, :-1]) - (y[..., :, 1:] - y[..., :, :-1])
     dy = (x[..., 1:, :] - x[..., :-1, :]) - (y[..., 1:, :] - y[..., :-1, :])
-    return 0.5 * (dx.abs().mean() + dy.abs().mean())
+    return 0.5 * (weighted_mean(dx.abs(), wx) + weighted_mean(dy.abs(), wy))
+
+
+def weighted_mean(values: Tensor, weights: Tensor) -> Tensor:
+    """``sum(w v) / sum(w)`` with ``weights`` broadcast to ``values``."""
+    weights = weights.expand_as(values)
+    return (weights * values).sum() / weights.sum()
 
 
 def kl_divergence(mean: Tensor, logvar: Tensor) -> Tensor:

@@ -5,7 +5,11 @@
 Each update draws, from torch's RNG: the encoder mode (offline or streaming mask), a gain
 jitter of the log-mel, which samples keep their style vector, and for the flow head a
 window layout (whole window, or a short chunk after ``context_frames`` clean context frames,
-as in streaming and long-audio generation).
+as in streaming and long-audio generation). With ``rollout_probability`` > 0, a chunk's
+context frames are, that often, the model's own output: starting from ground-truth context,
+the current flow generates one or more chunks (no gradient), exactly as a stream does, and
+the chunk after them is trained on that self-generated context (self-forcing against the
+exposure bias of streaming). ``init`` starts from a trained model folder (fine-tuning).
 """
 
 from __future__ import annotations
@@ -19,11 +23,11 @@ import torch
 import torch.nn.functional as F
 
 from cospeech.errors import InputError
-from cospeech.motion.checkpoint import save_motion_model
+from cospeech.motion.checkpoint import load_motion_model, save_motion_model
 from cospeech.motion.config import preset
 from cospeech.motion.dataset import MotionClip, MotionWindows, load_split
-from cospeech.motion.flow import flow_matching_loss
-from cospeech.motion.model import MotionModel
+from cospeech.motion.flow import flow_matching_loss, sample_flow
+from cospeech.motion.model import FlowDenoiser, MotionModel
 from cospeech.motion.normalize import BODY_POINTS, FACE_POINTS
 from cospeech.pose.schema import MOUTH
 from cospeech.train.config import OptimConfig, TrainConfig
@@ -33,12 +37,24 @@ MOUTH_DIMS = [2 * FACE_POINTS.index(p) + c for p in MOUTH for c in (0, 1)]
 
 @dataclass
 class Config:
-    """Stage options. ``data``: dataset folder; ``preset``: model preset; ``window_frames``:
-    training window length; ``chunk_frames``: range of chunk lengths after context;
-    ``limit``: use only the first N training clips (0 = all)."""
+    """Stage options. ``data``: dataset folder; ``preset``: model preset; ``init``: a model
+    folder (``final-ema``, ``cospeech/assets/motion``) whose config, statistics and weights
+    start the run instead of ``preset`` (fine-tuning; "" = fresh weights); ``train_only``:
+    names of the model's top-level parts to train (e.g. ``[flow]``: the body head alone, so
+    the face and lips stay exactly those of ``init``), the others are frozen (empty = all);
+    ``window_frames``: training window length; ``chunk_frames``: range of chunk lengths after
+    context; ``rollout_probability``: share of chunk layouts whose context is the model's own
+    rollout rather than ground truth; ``rollout_chunks``: range of the number of chunks that
+    rollout generates before the trained chunk; ``rollout_blend_frames``: after a rollout
+    context, the target is the true chunk shifted by the gap between the context's last frame
+    and the true one, the shift fading out linearly over this many frames (0 = the true
+    chunk as is), so that the target continues the context without a jump; ``limit``: use
+    only the first N training clips (0 = all)."""
 
     data: str = ""
     preset: str = "demo"
+    init: str = ""
+    train_only: tuple[str, ...] = ()
     window_frames: int = 100
     chunk_frames: tuple[int, int] = (5, 30)
     face_weight: float = 1.0
@@ -47,6 +63,9 @@ class Config:
     confidence_weight: float = 0.1
     streaming_probability: float = 0.5
     chunk_probability: float = 0.5
+    rollout_probability: float = 0.0
+    rollout_chunks: tuple[int, int] = (1, 2)
+    rollout_blend_frames: int = 0
     style_keep_probability: float = 0.5
     gain_jitter: float = 1.5
     limit: int = 0
@@ -75,6 +94,33 @@ def dataset_statistics(clips: list[MotionClip]) -> dict[str, torch.Tensor]:
     }  # fmt: skip
 
 
+def rollout_context(
+    flow: FlowDenoiser,
+    condition: torch.Tensor,
+    context: torch.Tensor,
+    lengths: list[int],
+    steps: int,
+) -> torch.Tensor:
+    """The context a stream would hold after generating chunks of ``lengths`` frames.
+
+    ``condition [B, C + sum(lengths), D]`` covers the first context and the chunks;
+    ``context [B, C, Y]`` (standardised body values) conditions the first chunk, and each
+    later chunk is conditioned on the last ``C`` frames of the previous window, as in
+    :class:`~cospeech.motion.generate.MotionStream`. Noise comes from torch's global RNG.
+    Returns the last ``C`` frames ``[B, C, Y]``; no gradient flows through them.
+    """
+    b, c, y = context.shape
+    position = c
+    for length in lengths:
+        window = condition[:, position - c : position + length].detach()
+        values = torch.cat([context, context.new_zeros(b, length, y)], dim=1)
+        mask = torch.zeros(b, c + length, dtype=torch.bool, device=context.device)
+        mask[:, :c] = True
+        context = sample_flow(flow, window, values, mask, steps)[:, -c:]
+        position += length
+    return context
+
+
 class MotionStage:
     name = "motion"
 
@@ -83,8 +129,30 @@ class MotionStage:
             raise InputError("stage motion: set the dataset with --set stage.data=CORPUS")
         if not Path(config.data).is_dir():
             raise InputError(f"stage motion: dataset {config.data}: no such folder")
+        low, high = config.rollout_chunks
+        if not 1 <= low <= high:
+            raise InputError("stage motion: rollout_chunks must satisfy 1 <= low <= high")
         self.config = config
+        self.initial: MotionModel | None = None
         self.model_config = preset(config.preset)
+        if config.init:
+            self.initial = load_motion_model(config.init)[0]
+            self.model_config = self.initial.config
+        longest = self.model_config.context_frames + (high + 1) * config.chunk_frames[1]
+        if config.rollout_probability > 0 and longest > config.window_frames:
+            raise InputError(
+                f"stage motion: a rollout layout needs up to {longest} frames "
+                f"(context + {high + 1} chunks of up to {config.chunk_frames[1]}), more than "
+                f"window_frames={config.window_frames}"
+            )
+        parts = {
+            name.split(".")[0] for name, _ in MotionModel(self.model_config).named_parameters()
+        }
+        unknown = sorted(set(config.train_only) - parts)
+        if unknown:
+            raise InputError(
+                f"stage motion: train_only {unknown}: no such parts; parts: {sorted(parts)}"
+            )
         self._clips: list[MotionClip] | None = None
 
     @property
@@ -95,7 +163,13 @@ class MotionStage:
 
     def build_model(self) -> MotionModel:
         model = MotionModel(self.model_config)
-        model.set_statistics(dataset_statistics(self.clips))
+        if self.initial is not None:
+            model.load_state_dict(self.initial.state_dict())
+        else:
+            model.set_statistics(dataset_statistics(self.clips))
+        if self.config.train_only:
+            for name, parameter in model.named_parameters():
+                parameter.requires_grad_(name.split(".")[0] in self.config.train_only)
         return model
 
     def build_dataset(self) -> MotionWindows:
@@ -138,14 +212,9 @@ class MotionStage:
         context_mask = torch.zeros(b, t, dtype=torch.bool)
         body_condition = condition
         if torch.rand(()) < cfg.chunk_probability:
-            context = core.config.context_frames
-            length = context + int(torch.randint(cfg.chunk_frames[0], cfg.chunk_frames[1] + 1, ()))
-            length = min(length, t)
-            start = int(torch.randint(0, t - length + 1, ()))
-            span = slice(start, start + length)
-            body, weight, body_condition = body[:, span], weight[:, span], condition[:, span]
-            context_mask = torch.zeros(b, length, dtype=torch.bool)
-            context_mask[:, : min(context, length - 1)] = True
+            body, weight, body_condition, context_mask = self._chunk_layout(
+                core, body, weight, condition
+            )
         flow_loss = flow_matching_loss(core.flow, body, body_condition, context_mask, weight)
 
         loss = (
@@ -158,6 +227,47 @@ class MotionStage:
             "flow": flow_loss.item(), "confidence": confidence_loss.item(),
         }  # fmt: skip
         return loss, metrics
+
+    def _draw_chunk(self) -> int:
+        low, high = self.config.chunk_frames
+        return int(torch.randint(low, high + 1, ()))
+
+    def _chunk_layout(
+        self,
+        core: MotionModel,
+        body: torch.Tensor,
+        weight: torch.Tensor,
+        condition: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A chunk after ``context_frames`` context frames, cut from the window: ``(body
+        [B, L, Y], weight [B, L], condition [B, L, D], context_mask [B, L])``. With a rollout,
+        the context values in ``body`` are the model's own output (see :func:`rollout_context`)."""
+        cfg = self.config
+        b, t = weight.shape
+        context = core.config.context_frames
+        rollout = cfg.rollout_probability > 0 and bool(torch.rand(()) < cfg.rollout_probability)
+        lengths = []
+        if rollout:
+            count = int(torch.randint(cfg.rollout_chunks[0], cfg.rollout_chunks[1] + 1, ()))
+            lengths = [self._draw_chunk() for _ in range(count)]
+        skip = sum(lengths)
+        length = min(context + self._draw_chunk(), t - skip)
+        start = int(torch.randint(0, t - skip - length + 1, ())) + skip
+        span = slice(start, start + length)
+        body_span = body[:, span]
+        if rollout:
+            first = start - skip
+            generated = rollout_context(
+                core.flow, condition[:, first : start + context], body[:, first : first + context],
+                lengths, core.config.flow_steps,
+            )  # fmt: skip
+            gap = generated[:, -1:] - body_span[:, context - 1 : context]
+            after = torch.arange(1, length - context + 1, device=body.device)
+            fade = (1 - after / (cfg.rollout_blend_frames + 1)).clamp_min(0)
+            body_span = torch.cat([generated, body_span[:, context:] + gap * fade[:, None]], dim=1)
+        context_mask = torch.zeros(b, length, dtype=torch.bool, device=body.device)
+        context_mask[:, : min(context, length - 1)] = True
+        return body_span, weight[:, span], condition[:, span], context_mask
 
     def sample(self, model: MotionModel, step: int) -> dict[str, Any]:
         return {}

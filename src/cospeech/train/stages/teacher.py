@@ -23,7 +23,7 @@ first run (by rank 0 under torchrun) and reused after.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -54,6 +54,7 @@ from cospeech.models.i2v import (
 from cospeech.models.vae import TinyVideoVAE
 from cospeech.pose.extract import read_image
 from cospeech.train.config import OptimConfig, TrainConfig
+from cospeech.train.region_weights import check_region_weights, region_weight_maps, weighted_mse
 from cospeech.train.stages.vae import to_uint8_frames
 
 TIME_STRIDE = 4
@@ -71,7 +72,9 @@ class Config:
     ``window_stride``: latent frames between cached window starts; ``cache_clips`` /
     ``cache_frames``: cache at most that many training clips (spread over identities) and
     leading frames of each (0 = all; encoding is the costly part on a CPU); ``shift``: the
-    timestep shift of training noise levels; ``sample_*``: the periodic sample videos.
+    timestep shift of training noise levels; ``region_weights``: extra loss weight of the
+    latents inside body regions (``{"face": 4.0}``: face latents count 5x, the rest 1x;
+    :mod:`cospeech.train.region_weights`); ``sample_*``: the periodic sample videos.
     """
 
     data: str = "corpus"
@@ -85,6 +88,7 @@ class Config:
     cache_frames: int = 0
     shift: float = 1.0
     cond_dropout: float = 0.1
+    region_weights: dict[str, float] = field(default_factory=dict)
     cache_bytes: int = 2_000_000_000
     sample_clips: int = 1
     sample_steps: int = 20
@@ -196,10 +200,11 @@ class TeacherDataset(Dataset):
     """Cached latent windows with their conditions.
 
     Item: ``latents`` ``[C, W, h, w]`` float32, ``reference_latent`` ``[C, 1, h, w]``,
-    ``pose_maps`` ``[3, 1 + 4(W-1), H, W]`` and ``reference_pose_map`` ``[3, H, W]`` in [-1, 1].
+    ``pose_maps`` ``[3, 1 + 4(W-1), H, W]`` and ``reference_pose_map`` ``[3, H, W]`` in [-1, 1],
+    ``keypoints`` ``[1 + 4(W-1), 133, 3]`` in pixels of the pose maps.
     """
 
-    KEYS = ("latents", "pose_maps", "reference_pose_map")
+    KEYS = ("latents", "pose_maps", "reference_pose_map", "keypoints")
 
     def __init__(self, clips: ClipDataset, references: dict[str, torch.Tensor]) -> None:
         self.clips = clips
@@ -231,6 +236,9 @@ class TeacherStage:
             raise InputError(f"stage teacher: frames must be 1 + 4k, got {config.frames}")
         if not 0 <= config.cond_dropout < 1:
             raise InputError("stage teacher: cond_dropout must lie in [0, 1)")
+        config.region_weights = check_region_weights(
+            config.region_weights, "stage teacher: region_weights"
+        )
         self.config = config
         self._vae: TinyVideoVAE | None = None
 
@@ -300,7 +308,14 @@ class TeacherStage:
         flow = ConditionedFlow(model)(
             add_noise(x0, noise, sigma), sigma_to_timestep(sigma), **conditions
         )
-        loss = F.mse_loss(flow, noise - x0)
+        if self.config.region_weights:
+            weights = region_weight_maps(
+                batch["keypoints"], tuple(batch["pose_maps"].shape[-2:]),
+                self.config.region_weights, TIME_STRIDE, self.vae.space_stride,
+            )  # fmt: skip
+            loss = weighted_mse(flow, noise - x0, weights)
+        else:
+            loss = F.mse_loss(flow, noise - x0)
         return loss, {"sigma_mean": float(sigma.mean())}
 
     @torch.no_grad()

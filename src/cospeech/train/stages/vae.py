@@ -25,6 +25,7 @@ from cospeech.errors import InputError
 from cospeech.models.vae import TinyVideoVAE
 from cospeech.models.vae.loss import VAELossWeights, vae_loss
 from cospeech.train.config import OptimConfig, TrainConfig
+from cospeech.train.region_weights import check_region_weights, region_weight_maps
 
 SPACE_STRIDE = 8
 SAMPLE_SEED = 12345
@@ -39,7 +40,9 @@ class Config:
     cached for a teacher stay valid while the decoder keeps improving. ``crop`` is the side
     of the random training patch (0 = whole frames); ``stats_windows`` windows of the
     training split measure the latent statistics at export; ``sample_clips`` validation
-    clips make the periodic reconstruction videos.
+    clips make the periodic reconstruction videos. ``region_weights`` (``{"face": 8.0}``)
+    add that much weight to the L1 and gradient terms on the 8 x 8 cells of each frame that
+    lie in the region (:mod:`cospeech.train.region_weights`).
     """
 
     data: str = "corpus"
@@ -52,6 +55,7 @@ class Config:
     cache_bytes: int = 2_000_000_000
     stats_windows: int = 64
     sample_clips: int = 2
+    region_weights: dict[str, float] = field(default_factory=dict)
     loss: VAELossWeights = field(default_factory=VAELossWeights)
 
 
@@ -67,15 +71,16 @@ def default_train_config() -> TrainConfig:
     )
 
 
-def random_crop(video: torch.Tensor, crop: int) -> torch.Tensor:
-    """A random ``crop x crop`` patch (corner on the 8-pixel grid) of ``[B, 3, F, H, W]``,
-    the same for the whole batch; draws from torch's global RNG. ``crop == 0``: whole."""
+def random_crop(video: torch.Tensor, crop: int, *more: torch.Tensor) -> list[torch.Tensor]:
+    """The same random ``crop x crop`` patch (corner on the 8-pixel grid) of ``video``
+    ``[B, C, F, H, W]`` and of each of ``more`` (same ``H, W``), for the whole batch; draws
+    from torch's global RNG. ``crop == 0`` (or a crop as large as the frame): whole."""
     height, width = video.shape[-2:]
     if crop <= 0 or crop >= min(height, width):
-        return video
+        return [video, *more]
     top = int(torch.randint(0, (height - crop) // SPACE_STRIDE + 1, ())) * SPACE_STRIDE
     left = int(torch.randint(0, (width - crop) // SPACE_STRIDE + 1, ())) * SPACE_STRIDE
-    return video[..., top : top + crop, left : left + crop]
+    return [x[..., top : top + crop, left : left + crop] for x in (video, *more)]
 
 
 def to_uint8_frames(video: torch.Tensor) -> np.ndarray:
@@ -92,6 +97,9 @@ class VAEStage:
     def __init__(self, config: Config) -> None:
         if config.crop % SPACE_STRIDE or config.size % SPACE_STRIDE:
             raise InputError(f"stage vae: size and crop must be multiples of {SPACE_STRIDE}")
+        config.region_weights = check_region_weights(
+            config.region_weights, "stage vae: region_weights"
+        )
         self.config = config
 
     def _dataset(self, split: str, seed: int = 0) -> ClipDataset:
@@ -119,9 +127,18 @@ class VAEStage:
     def loss(
         self, model: nn.Module, batch: dict, step: int
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        video = random_crop(batch["video"], self.config.crop)
+        cfg = self.config
+        video, pixel_weights = batch["video"], None
+        if cfg.region_weights:
+            cells = region_weight_maps(
+                batch["keypoints"], tuple(video.shape[-2:]), cfg.region_weights, 1, SPACE_STRIDE
+            )  # [B, 1, F, H / 8, W / 8]
+            pixels = cells.repeat_interleave(SPACE_STRIDE, -2).repeat_interleave(SPACE_STRIDE, -1)
+            video, pixel_weights = random_crop(video, cfg.crop, pixels)
+        else:
+            [video] = random_crop(video, cfg.crop)
         out = model(video)
-        terms = vae_loss(video, out.recon, out.mean, out.logvar, self.config.loss)
+        terms = vae_loss(video, out.recon, out.mean, out.logvar, cfg.loss, pixel_weights)
         metrics = terms.as_dict()
         metrics.pop("total")
         return terms.total, metrics

@@ -1,0 +1,55 @@
+"""``cospeech.eval.teacher`` on the tiny corpus with tiny random models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from skimage.metrics import peak_signal_noise_ratio
+
+from cospeech.data.clip_reader import read_frames
+from cospeech.data.manifest import POSE_NAME, VIDEO_NAME
+from cospeech.eval.lipsync import correlation, mouth_openness
+from cospeech.eval.teacher import (
+    TeacherEvalOptions,
+    evaluate_teacher,
+    pick_clips,
+    vae_reconstruction,
+)
+from cospeech.pipeline.bundle import load_bundle
+from cospeech.pose.sequence import PoseSequence
+from pipeline_fixture import tiny_corpus, tiny_models
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    base = tmp_path_factory.getbasetemp()
+    corpus, bundle = tiny_corpus(base), load_bundle(tiny_models(base))
+    options = TeacherEvalOptions(split="train", clips=2, frames=9, steps=2, guidance=1.0)
+    return corpus, bundle, evaluate_teacher(bundle, corpus, options, progress=False)
+
+
+def test_vae_bound_scores_equal_scikit_image_and_the_mouth_measure(report):
+    corpus, bundle, result = report
+    assert [c["clip"] for c in result["clips"]] == [
+        c.clip_id for c in pick_clips(corpus, "train", 2, 9)
+    ]
+    for score, clip in zip(result["clips"], pick_clips(corpus, "train", 2, 9), strict=True):
+        truth = read_frames(clip.folder / VIDEO_NAME, 0, 9)
+        recon = vae_reconstruction(bundle.vae, truth)
+        psnr = np.mean(
+            [
+                peak_signal_noise_ratio(t, r, data_range=255)
+                for t, r in zip(truth, recon, strict=True)
+            ]
+        )
+        assert score["vae_psnr"] == pytest.approx(psnr, rel=1e-6)
+        keypoints = PoseSequence.load(clip.folder / POSE_NAME).keypoints[:9]
+        lipsync = correlation(mouth_openness(recon, keypoints), mouth_openness(truth, keypoints))
+        np.testing.assert_equal(score["vae_lipsync"], lipsync)  # nan == nan here
+
+
+def test_means_count_an_undefined_correlation_as_zero(report):
+    _, _, result = report
+    for name in ("psnr", "ssim", "lipsync", "vae_psnr", "vae_ssim", "vae_lipsync"):
+        values = np.nan_to_num([c[name] for c in result["clips"]], nan=0.0)
+        assert result["mean"][name] == pytest.approx(values.mean())

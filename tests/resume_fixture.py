@@ -1,10 +1,11 @@
-"""Kill-and-resume checks shared by the trainer and stage tests."""
+"""Kill-and-resume checks and torchrun helpers shared by the trainer and stage tests."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -39,3 +40,11 @@ def assert_identical_runs(reference: Path, resumed: Path, steps: int) -> None:
             assert torch.equal(want[key], got[key]), f"{name}/{key} differs after resume"
     lines = (resumed / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == list(range(1, steps + 1))
+
+
+def free_port() -> int:
+    """A TCP port on localhost that nothing listens on now (for torchrun's rendezvous), so
+    that concurrent or lingering runs cannot collide on a fixed port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -21,7 +21,7 @@ from cospeech.models.i2v import (
 from cospeech.models.vae import TinyVideoVAE
 from cospeech.train.stages.teacher import build_latent_cache
 from pipeline_fixture import COSPEECH, ENV, save_tiny_vae, tiny_corpus
-from resume_fixture import assert_identical_runs, kill_after_first_checkpoint
+from resume_fixture import assert_identical_runs, free_port, kill_after_first_checkpoint
 
 STEPS = 8
 
@@ -126,7 +126,8 @@ def test_torchrun_two_processes_train_the_teacher(corpus, vae_dir, tmp_path):
     torchrun = Path(sys.executable).with_name("torchrun")
     run = tmp_path / "ddp"
     subprocess.run(
-        [str(torchrun), "--nproc_per_node", "2", "--master_port", "29583", "-m", "cospeech.cli",
+        [str(torchrun), "--nproc_per_node", "2", "--master_port", str(free_port()),
+         "-m", "cospeech.cli",
          *_args(corpus, vae_dir, tmp_path / "latents", run, 2, batch=1)],
         env=ENV, check=True, capture_output=True, timeout=300,
     )  # fmt: skip

@@ -47,3 +47,23 @@ def sample_flow(
         t = torch.full((context.shape[0],), i / steps, device=context.device)
         x = x + denoiser(x, t, condition, context, context_mask) / steps
     return torch.where(context_mask[..., None], context, x)
+
+
+def sample_continuation(
+    denoiser: FlowDenoiser,
+    condition: torch.Tensor,
+    context: torch.Tensor,
+    steps: int,
+    generator: torch.Generator | None = None,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """Body values ``[B, T, Y]`` for ``condition [B, T, D]`` that continue ``context
+    [B, P, Y]``: the first ``P <= T`` frames are the context (``P = 0``: none), the rest
+    sampled by :func:`sample_flow`."""
+    b, frames = condition.shape[:2]
+    known = context.shape[1]
+    values = context.new_zeros(b, frames, context.shape[2])
+    values[:, :known] = context
+    mask = torch.zeros(b, frames, dtype=torch.bool, device=context.device)
+    mask[:, :known] = True
+    return sample_flow(denoiser, condition, values, mask, steps, generator, temperature)

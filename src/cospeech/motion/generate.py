@@ -36,7 +36,7 @@ from cospeech.audio.load import SAMPLE_RATE, load_audio, prepare_samples
 from cospeech.errors import InputError
 from cospeech.motion.checkpoint import load_motion_model
 from cospeech.motion.config import MEL_PER_FRAME
-from cospeech.motion.flow import sample_flow
+from cospeech.motion.flow import sample_continuation
 from cospeech.motion.model import MotionModel
 from cospeech.motion.normalize import BODY_POINTS, FACE_POINTS, from_offsets, normalize_reference
 from cospeech.motion.style import STYLE_DIM
@@ -153,16 +153,10 @@ class MotionGenerator:
         ``context [P, Y]``: standardised body values of the first ``P`` kept frames."""
         mel_tensor = torch.from_numpy(mel)[None]
         condition = self.model.condition(mel_tensor, reference, style, streaming)[:, keep]
-        frames = condition.shape[1]
-        context_values = torch.zeros(1, frames, self.model.flow.output.out_features)
-        context_mask = torch.zeros(1, frames, dtype=torch.bool)
-        if context is not None:
-            n = min(context.shape[0], frames)
-            context_values[0, :n] = context[:n]
-            context_mask[0, :n] = True
-        body = sample_flow(
-            self.model.flow, condition, context_values, context_mask, steps, generator, temperature
-        )
+        if context is None:
+            context = torch.zeros(0, self.model.flow.output.out_features)
+        known = context[None, : condition.shape[1]]
+        body = sample_continuation(self.model.flow, condition, known, steps, generator, temperature)
         return FrameOutputs(
             face=self.model.face(condition)[0],
             body=body[0],

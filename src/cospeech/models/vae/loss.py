@@ -71,9 +71,7 @@ def vae_loss(
     weights = weights or VAELossWeights()
     if frames.shape != recon.shape:
         raise InputError(f"frames {list(frames.shape)} and recon {list(recon.shape)} differ")
-    if pixel_weights is None:
-        pixel_weights = frames.new_ones(())
-    elif pixel_weights.shape != (frames.shape[0], 1, *frames.shape[2:]):
+    if pixel_weights is not None and pixel_weights.shape != (frames.shape[0], 1, *frames.shape[2:]):
         raise InputError(
             f"pixel weights {list(pixel_weights.shape)} do not fit {list(frames.shape)}"
         )
@@ -111,16 +109,17 @@ def gradient_l1(x: Tensor, y: Tensor, pixel_weights: Tensor | None = None) -> Te
     """Mean L1 distance between the horizontal and vertical finite differences of two videos
     ``[B, C, F, H, W]``; ``pixel_weights`` ``[B, 1, F, H, W]`` weight each difference by its
     right / lower pixel."""
-    w = x.new_ones(()) if pixel_weights is None else pixel_weights
-    wx = w[..., :, 1:] if w.ndim else w
-    wy = w[..., 1:, :] if w.ndim else w
+    wx = None if pixel_weights is None else pixel_weights[..., :, 1:]
+    wy = None if pixel_weights is None else pixel_weights[..., 1:, :]
     dx = (x[..., :, 1:] - x[..., :, :-1]) - (y[..., :, 1:] - y[..., :, :-1])
     dy = (x[..., 1:, :] - x[..., :-1, :]) - (y[..., 1:, :] - y[..., :-1, :])
     return 0.5 * (weighted_mean(dx.abs(), wx) + weighted_mean(dy.abs(), wy))
 
 
-def weighted_mean(values: Tensor, weights: Tensor) -> Tensor:
-    """``sum(w v) / sum(w)`` with ``weights`` broadcast to ``values``."""
+def weighted_mean(values: Tensor, weights: Tensor | None) -> Tensor:
+    """``sum(w v) / sum(w)`` with ``weights`` broadcast to ``values``; the plain mean for None."""
+    if weights is None:
+        return values.mean()
     weights = weights.expand_as(values)
     return (weights * values).sum() / weights.sum()
 

@@ -26,7 +26,7 @@ from cospeech.errors import InputError
 from cospeech.motion.checkpoint import load_motion_model, save_motion_model
 from cospeech.motion.config import preset
 from cospeech.motion.dataset import MotionClip, MotionWindows, load_split
-from cospeech.motion.flow import flow_matching_loss, sample_flow
+from cospeech.motion.flow import flow_matching_loss, sample_continuation
 from cospeech.motion.model import FlowDenoiser, MotionModel
 from cospeech.motion.normalize import BODY_POINTS, FACE_POINTS
 from cospeech.pose.schema import MOUTH
@@ -109,14 +109,11 @@ def rollout_context(
     :class:`~cospeech.motion.generate.MotionStream`. Noise comes from torch's global RNG.
     Returns the last ``C`` frames ``[B, C, Y]``; no gradient flows through them.
     """
-    b, c, y = context.shape
+    c = context.shape[1]
     position = c
     for length in lengths:
         window = condition[:, position - c : position + length].detach()
-        values = torch.cat([context, context.new_zeros(b, length, y)], dim=1)
-        mask = torch.zeros(b, c + length, dtype=torch.bool, device=context.device)
-        mask[:, :c] = True
-        context = sample_flow(flow, window, values, mask, steps)[:, -c:]
+        context = sample_continuation(flow, window, context, steps)[:, -c:]
         position += length
     return context
 

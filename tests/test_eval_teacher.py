@@ -15,6 +15,7 @@ from cospeech.eval.teacher import (
     pick_clips,
     vae_reconstruction,
 )
+from cospeech.eval.vae import evaluate_vae
 from cospeech.pipeline.bundle import load_bundle
 from cospeech.pose.sequence import PoseSequence
 from pipeline_fixture import tiny_corpus, tiny_models
@@ -53,3 +54,15 @@ def test_means_count_an_undefined_correlation_as_zero(report):
     for name in ("psnr", "ssim", "lipsync", "vae_psnr", "vae_ssim", "vae_lipsync"):
         values = np.nan_to_num([c[name] for c in result["clips"]], nan=0.0)
         assert result["mean"][name] == pytest.approx(values.mean())
+
+
+def test_eval_vae_reports_the_same_reconstruction_scores_as_the_teacher_bound(report):
+    corpus, bundle, result = report
+    vae_report = evaluate_vae(bundle.vae, corpus, split="train", clips=2, frames=9, progress=False)
+    for mine, bound in zip(vae_report["clips"], result["clips"], strict=True):
+        assert mine["clip"] == bound["clip"]
+        assert mine["psnr"] == pytest.approx(bound["vae_psnr"], rel=1e-9)
+        assert mine["ssim"] == pytest.approx(bound["vae_ssim"], rel=1e-9)
+        np.testing.assert_equal(mine["lipsync"], bound["vae_lipsync"])
+    expected = np.nan_to_num([c["lipsync"] for c in vae_report["clips"]], nan=0.0).mean()
+    assert vae_report["mean"]["lipsync"] == pytest.approx(expected)

@@ -55,6 +55,19 @@ def test_regions_without_a_weight_and_the_background_weigh_one():
     assert torch.all(maps == 1)
 
 
+def test_the_mouth_weight_covers_the_dilated_lips_and_replaces_the_face_weight_there():
+    keypoints = _face_at([(20.0, 20.0)] * 5)
+    keypoints[0, :, list(schema.MOUTH), :2] = torch.tensor([44.0, 44.0])
+    face_only = region_weight_maps(keypoints, (SIZE, SIZE), {"face": 2.0}, 4, 8)
+    maps = region_weight_maps(keypoints, (SIZE, SIZE), {"face": 2.0, "mouth": 9.0}, 4, 8)
+    lips = _plus(5, 5, 9.0) > 1
+    for frame in range(2):
+        expected = face_only[0, 0, frame].numpy().copy()
+        assert expected[2, 2] == 3.0 and expected[lips].min() == 3.0  # the face spans both
+        expected[lips] = 10.0
+        np.testing.assert_array_equal(maps[0, 0, frame].numpy(), expected)
+
+
 def test_weighted_mse_is_the_plain_mse_for_equal_weights_and_the_masked_mse_for_a_mask():
     generator = torch.Generator().manual_seed(0)
     prediction = torch.randn(2, 4, 3, 8, 8, generator=generator)
@@ -70,7 +83,15 @@ def test_weighted_mse_is_the_plain_mse_for_equal_weights_and_the_masked_mse_for_
 
 
 @pytest.mark.parametrize(
-    "weights", [{"mouth": 1.0}, {"face": -1.0}, {"face": "big"}, {"face": True}, [("face", 1.0)]]
+    "weights",
+    [
+        {"nose": 1.0},
+        {"mouth": -1.0},
+        {"face": -1.0},
+        {"face": "big"},
+        {"face": True},
+        [("face", 1.0)],
+    ],
 )
 def test_bad_region_weights_are_one_clear_error(weights):
     with pytest.raises(InputError, match="region"):

@@ -1,4 +1,4 @@
-"""``cospeech eval vae``: reconstruction PSNR/SSIM of a video VAE on held-out clips."""
+"""``cospeech eval vae``: reconstruction PSNR/SSIM/lip sync of a video VAE on held-out clips."""
 
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ def _run(args: argparse.Namespace) -> int:
     vae = TinyVideoVAE.from_pretrained(args.model or ASSETS / VAE_DIR)
     report = evaluate_vae(vae, args.data, args.split, args.clips, args.frames)
     for clip in report["clips"]:
-        print(f"{clip['clip']}: PSNR {clip['psnr']:.2f} dB, SSIM {clip['ssim']:.3f}")
+        print(f"{clip['clip']}: PSNR {clip['psnr']:.2f} dB, SSIM {clip['ssim']:.3f}, "
+              f"lip sync r {clip['lipsync']:.2f}")  # fmt: skip
     mean = report["mean"]
     print(f"mean over {len(report['clips'])} clips: PSNR {mean['psnr']:.2f} dB, "
-          f"SSIM {mean['ssim']:.3f}")  # fmt: skip
+          f"SSIM {mean['ssim']:.3f}, lip sync r {mean['lipsync']:.2f}")  # fmt: skip
     if args.output:
         write_report(report, args.output)
     return 0
@@ -25,7 +26,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def register(tree) -> None:
     parser = tree.subcommand(
-        "eval", "vae", "reconstruction PSNR/SSIM of a video VAE on held-out clips", _run,
+        "eval", "vae", "reconstruction PSNR/SSIM/lip sync of a video VAE on held-out clips", _run,
         group_help="evaluate trained models",
     )  # fmt: skip
     parser.add_argument("--data", required=True, help="dataset folder (manifest.jsonl)")

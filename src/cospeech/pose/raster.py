@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -87,44 +88,90 @@ def region_token_labels(
     from region name to margin (regions left out use :data:`DEFAULT_MARGIN`). Masks per
     video frame: ``time_stride=1, patch=(1, 1, 1)`` (margin in ``space_stride`` pixels).
     """
-    if not isinstance(pose, PoseSequence):
-        raise InputError(f"region_token_labels: expected a PoseSequence, got {type(pose).__name__}")
-    pose.validate()
-    if len(patch) != 3 or min(int(p) for p in patch) < 1:
-        raise InputError(f"region_token_labels: patch must be 3 positive ints, got {patch}")
-    pt, ph, pw = (int(p) for p in patch)
-    if int(space_stride) < 1 or int(time_stride) < 1:
-        raise InputError("region_token_labels: strides must be positive")
-    cell_h, cell_w = int(space_stride) * ph, int(space_stride) * pw
-    if pose.height % cell_h or pose.width % cell_w:
-        raise InputError(
-            f"region_token_labels: a {pose.width}x{pose.height} frame does not divide into "
-            f"{cell_w}x{cell_h}-pixel tokens (space_stride {space_stride} x patch {ph}x{pw})"
-        )
-    h, w = pose.height // cell_h, pose.width // cell_w
+    grid = _TokenGrid.of(pose, time_stride, space_stride, patch, "region_token_labels")
     margins = _margins(margin)
-
-    ranges = latent_frame_ranges(len(pose), int(time_stride))
-    if len(ranges) % pt:
-        raise InputError(
-            f"region_token_labels: {len(ranges)} latent frames do not divide into temporal "
-            f"patches of {pt}"
-        )
-
-    # Token coordinates: x / cell_w, y / cell_h; token centres at integer + 0.5.
-    points = pose.points.astype(np.float64) / np.array([cell_w, cell_h])
-    ok = (pose.confidence >= min_confidence) & (pose.confidence > 0)
-
-    starts = np.array([s for s, _ in ranges])
-    labels = np.zeros((len(ranges) // pt, h, w), dtype=np.int64)
+    labels = np.zeros(grid.shape, dtype=np.int64)
     for name in reversed(REGION_PRIORITY):  # lowest priority first, the higher overwrite
-        frames = np.zeros((len(pose), h, w), dtype=bool)
-        for part in REGION_PARTS[name]:
-            _rasterise_part(points[:, part], ok[:, part], margins[name], frames)
-        latent = np.logical_or.reduceat(frames, starts, axis=0)
-        tokens = latent.reshape(-1, pt, h, w).any(axis=1)
+        tokens = grid.mask(pose, REGION_PARTS[name], margins[name], min_confidence)
         labels[tokens] = REGION_LABELS[name]
     return labels
+
+
+def keypoint_token_mask(
+    pose: PoseSequence,
+    keypoints: tuple[int, ...],
+    time_stride: int = 4,
+    space_stride: int = 8,
+    patch: tuple[int, int, int] = (1, 2, 2),
+    margin: float = DEFAULT_MARGIN,
+    *,
+    min_confidence: float = 0.3,
+) -> np.ndarray:
+    """Tokens covered by the hull of ``keypoints`` (one part, the rule of
+    :func:`region_token_labels` without regions or priorities): bool ``[T_tokens, h, w]``.
+    For a detail smaller than a region, e.g. the lips (:data:`~cospeech.pose.schema.MOUTH`)."""
+    grid = _TokenGrid.of(pose, time_stride, space_stride, patch, "keypoint_token_mask")
+    if not (math.isfinite(margin) and margin >= 0):
+        raise InputError(f"keypoint_token_mask: margin must be >= 0, got {margin}")
+    return grid.mask(pose, (tuple(keypoints),), float(margin), min_confidence)
+
+
+@dataclass(frozen=True)
+class _TokenGrid:
+    """The token grid of a pose sequence: cell size in pixels, grid size, latent frames."""
+
+    cell: tuple[int, int]  # (height, width) of a token in pixels
+    shape: tuple[int, int, int]  # (T_tokens, h, w)
+    starts: np.ndarray  # first video frame of every latent frame
+    patch_t: int
+
+    @classmethod
+    def of(
+        cls,
+        pose: PoseSequence,
+        time_stride: int,
+        space_stride: int,
+        patch: tuple[int, int, int],
+        where: str,
+    ) -> _TokenGrid:
+        if not isinstance(pose, PoseSequence):
+            raise InputError(f"{where}: expected a PoseSequence, got {type(pose).__name__}")
+        pose.validate()
+        if len(patch) != 3 or min(int(p) for p in patch) < 1:
+            raise InputError(f"{where}: patch must be 3 positive ints, got {patch}")
+        pt, ph, pw = (int(p) for p in patch)
+        if int(space_stride) < 1 or int(time_stride) < 1:
+            raise InputError(f"{where}: strides must be positive")
+        cell_h, cell_w = int(space_stride) * ph, int(space_stride) * pw
+        if pose.height % cell_h or pose.width % cell_w:
+            raise InputError(
+                f"{where}: a {pose.width}x{pose.height} frame does not divide into "
+                f"{cell_w}x{cell_h}-pixel tokens (space_stride {space_stride} x patch {ph}x{pw})"
+            )
+        ranges = latent_frame_ranges(len(pose), int(time_stride))
+        if len(ranges) % pt:
+            raise InputError(
+                f"{where}: {len(ranges)} latent frames do not divide into temporal patches of {pt}"
+            )
+        shape = (len(ranges) // pt, pose.height // cell_h, pose.width // cell_w)
+        return cls((cell_h, cell_w), shape, np.array([s for s, _ in ranges]), pt)
+
+    def mask(
+        self,
+        pose: PoseSequence,
+        parts: tuple[tuple[int, ...], ...],
+        margin: float,
+        min_confidence: float,
+    ) -> np.ndarray:
+        """Bool ``[T_tokens, h, w]``: tokens within ``margin`` of any part's hull."""
+        # Token coordinates: x / cell_w, y / cell_h; token centres at integer + 0.5.
+        points = pose.points.astype(np.float64) / np.array([self.cell[1], self.cell[0]])
+        ok = (pose.confidence >= min_confidence) & (pose.confidence > 0)
+        frames = np.zeros((len(pose), *self.shape[1:]), dtype=bool)
+        for part in parts:
+            _rasterise_part(points[:, part], ok[:, part], margin, frames)
+        latent = np.logical_or.reduceat(frames, self.starts, axis=0)
+        return latent.reshape(-1, self.patch_t, *self.shape[1:]).any(axis=1)
 
 
 def _margins(margin: float | Mapping[str, float]) -> dict[str, float]:

@@ -10,6 +10,11 @@ terms, method.md §3) makes the model spend its capacity where the eye looks.
 loss keeps the scale of a plain MSE. Regions come from :func:`cospeech.pose.raster.
 region_token_labels` on the latent grid (one token per latent pixel); where regions
 overlap, the label there (the higher-priority region) decides.
+
+Besides the body regions, ``"mouth"`` names the latents around the lips (the hull of the
+lip keypoints, dilated by one token; :func:`cospeech.pose.raster.keypoint_token_mask`):
+the lip gap is a pixel or three at demo scale, so even a face weight leaves it a sliver of
+the loss. The mouth weight replaces the face weight where both apply.
 """
 
 from __future__ import annotations
@@ -21,18 +26,22 @@ import torch
 
 from cospeech.errors import InputError
 from cospeech.models.vae.loss import weighted_mean
-from cospeech.pose.raster import region_token_labels
+from cospeech.pose.raster import keypoint_token_mask, region_token_labels
 from cospeech.pose.regions import REGION_LABELS
+from cospeech.pose.schema import MOUTH
 from cospeech.pose.sequence import PoseSequence
+
+WEIGHT_REGIONS = (*REGION_LABELS, "mouth")
+"""Names a region weight may take: the body regions and the mouth."""
 
 
 def check_region_weights(weights: Mapping[str, float], where: str) -> dict[str, float]:
     """``weights`` as ``{region: extra weight >= 0}``, or an :class:`InputError`."""
     if not isinstance(weights, Mapping):
         raise InputError(f"{where}: region weights must be a mapping region -> weight")
-    unknown = sorted(set(weights) - set(REGION_LABELS))
+    unknown = sorted(set(weights) - set(WEIGHT_REGIONS))
     if unknown:
-        raise InputError(f"{where}: unknown region(s) {unknown}; regions: {list(REGION_LABELS)}")
+        raise InputError(f"{where}: unknown region(s) {unknown}; regions: {list(WEIGHT_REGIONS)}")
     out = {}
     for name, value in weights.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
@@ -53,19 +62,27 @@ def region_weight_maps(
     ``size`` = ``(height, width)`` of the frames the keypoints live in (pixels); ``h =
     height / space_stride``, ``w = width / space_stride``, ``T_latent = 1 + ceil((F - 1) /
     time_stride)`` (latent 0 is frame 0, latent ``i`` frames ``4i-3 .. 4i``). A latent
-    element gets ``1 + weights[region]`` where its token lies in that region, 1 elsewhere.
+    element gets ``1 + weights[region]`` where its token lies in that region, 1 elsewhere
+    (``1 + weights["mouth"]`` around the lips).
     """
     height, width = size
     table = np.ones(len(REGION_LABELS) + 1, np.float32)
     for name, extra in weights.items():
-        table[REGION_LABELS[name]] += extra
+        if name in REGION_LABELS:
+            table[REGION_LABELS[name]] += extra
     maps = []
     for window in keypoints.detach().cpu().numpy().astype(np.float32):
         pose = PoseSequence(window, fps=25.0, width=width, height=height)
         labels = region_token_labels(
             pose, time_stride=time_stride, space_stride=space_stride, patch=(1, 1, 1)
         )
-        maps.append(table[labels])
+        window_map = table[labels]
+        if "mouth" in weights:
+            mouth = keypoint_token_mask(
+                pose, MOUTH, time_stride=time_stride, space_stride=space_stride, patch=(1, 1, 1)
+            )
+            window_map[mouth] = 1.0 + weights["mouth"]
+        maps.append(window_map)
     return torch.from_numpy(np.stack(maps))[:, None].to(keypoints.device)
 
 

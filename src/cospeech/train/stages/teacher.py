@@ -73,8 +73,9 @@ class Config:
     ``cache_frames``: cache at most that many training clips (spread over identities) and
     leading frames of each (0 = all; encoding is the costly part on a CPU); ``shift``: the
     timestep shift of training noise levels; ``region_weights``: extra loss weight of the
-    latents inside body regions (``{"face": 4.0}``: face latents count 5x, the rest 1x;
-    :mod:`cospeech.train.region_weights`); ``sample_*``: the periodic sample videos.
+    latents inside body regions or around the lips (``{"face": 4.0}``: face latents count
+    5x, the rest 1x; ``"mouth"`` for the lips; :mod:`cospeech.train.region_weights`);
+    ``sample_*``: the periodic sample videos.
     """
 
     data: str = "corpus"

@@ -2,7 +2,9 @@
 
 Each update reconstructs random ``crop x crop`` patches (multiples of 8) of ``frames``-frame
 windows; the VAE is fully convolutional, so patches train the same weights four to sixteen
-times cheaper than whole frames. The loss is :func:`cospeech.models.vae.loss.vae_loss`
+times cheaper than whole frames. With ``mouth_crops`` a share of the updates cuts each
+window's patch around its lips instead, so the few pixels that carry lip sync get trained
+as often as the rest of the frame. The loss is :func:`cospeech.models.vae.loss.vae_loss`
 (L1 + SSIM + edge + tiny KL; no downloaded networks). The export measures per-channel
 latent statistics on training windows (so exported latents are normalised) and writes
 ``save_pretrained``.
@@ -24,6 +26,7 @@ from cospeech.data.dataset import ClipDataset
 from cospeech.errors import InputError
 from cospeech.models.vae import TinyVideoVAE
 from cospeech.models.vae.loss import VAELossWeights, vae_loss
+from cospeech.pose.schema import MOUTH
 from cospeech.train.config import OptimConfig, TrainConfig
 from cospeech.train.region_weights import check_region_weights, region_weight_maps
 
@@ -40,9 +43,12 @@ class Config:
     cached for a teacher stay valid while the decoder keeps improving. ``crop`` is the side
     of the random training patch (0 = whole frames); ``stats_windows`` windows of the
     training split measure the latent statistics at export; ``sample_clips`` validation
-    clips make the periodic reconstruction videos. ``region_weights`` (``{"face": 8.0}``)
-    add that much weight to the L1 and gradient terms on the 8 x 8 cells of each frame that
-    lie in the region (:mod:`cospeech.train.region_weights`).
+    clips make the periodic reconstruction videos. ``region_weights``
+    (``{"face": 4.0, "mouth": 40.0}``) add that much weight to the L1 and gradient terms on
+    the 8 x 8 cells of each frame that lie in the region or around the lips
+    (:mod:`cospeech.train.region_weights`);
+    ``mouth_crops``: the share of updates whose patches are cut around each window's lips
+    (:func:`mouth_crop`) instead of at one random place.
     """
 
     data: str = "corpus"
@@ -56,6 +62,7 @@ class Config:
     stats_windows: int = 64
     sample_clips: int = 2
     region_weights: dict[str, float] = field(default_factory=dict)
+    mouth_crops: float = 0.0
     loss: VAELossWeights = field(default_factory=VAELossWeights)
 
 
@@ -83,6 +90,40 @@ def random_crop(video: torch.Tensor, crop: int, *more: torch.Tensor) -> list[tor
     return [x[..., top : top + crop, left : left + crop] for x in (video, *more)]
 
 
+def mouth_crop(
+    video: torch.Tensor, crop: int, keypoints: torch.Tensor, *more: torch.Tensor
+) -> list[torch.Tensor]:
+    """Per window, a ``crop x crop`` patch of ``video`` ``[B, C, F, H, W]`` (and alike of
+    each of ``more``) around the lips of ``keypoints`` ``[B, F, 133, 3]`` (pixels): centred
+    on the middle frame's lip centre, shifted by up to a quarter of the crop at random
+    (torch's global RNG), corner snapped to the 8-pixel grid and kept inside the frame.
+    Windows without confident lips get a random patch."""
+    height, width = video.shape[-2:]
+    if crop <= 0 or crop >= min(height, width):
+        return [video, *more]
+    lips = keypoints[:, keypoints.shape[1] // 2, list(MOUTH)]  # [B, 20, 3]
+    patches: list[list[torch.Tensor]] = [[] for _ in range(1 + len(more))]
+    for index, window_lips in enumerate(lips):
+        jitter = torch.randint(-(crop // 4), crop // 4 + 1, (2,))
+        seen = window_lips[:, 2] > 0
+        if seen.any():
+            centre = window_lips[seen, :2].mean(dim=0)
+            left, top = (float(c) - crop / 2 + int(j) for c, j in zip(centre, jitter, strict=True))
+        else:
+            left, top = (float(torch.randint(0, side - crop + 1, ())) for side in (width, height))
+        top = _snap(top, height - crop)
+        left = _snap(left, width - crop)
+        for out, x in zip(patches, (video, *more), strict=True):
+            out.append(x[index, ..., top : top + crop, left : left + crop])
+    return [torch.stack(out) for out in patches]
+
+
+def _snap(corner: float, highest: int) -> int:
+    """``corner`` rounded to the 8-pixel grid and clamped to ``[0, highest]``."""
+    grid_max = highest // SPACE_STRIDE * SPACE_STRIDE
+    return min(max(round(corner / SPACE_STRIDE) * SPACE_STRIDE, 0), grid_max)
+
+
 def to_uint8_frames(video: torch.Tensor) -> np.ndarray:
     """``[3, F, H, W]`` in [-1, 1] -> ``[F, H, W, 3]`` uint8."""
     pixels = ((video.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
@@ -100,6 +141,8 @@ class VAEStage:
         config.region_weights = check_region_weights(
             config.region_weights, "stage vae: region_weights"
         )
+        if not 0.0 <= config.mouth_crops <= 1.0:
+            raise InputError(f"stage vae: mouth_crops must be in [0, 1], got {config.mouth_crops}")
         self.config = config
 
     def _dataset(self, split: str, seed: int = 0) -> ClipDataset:
@@ -128,15 +171,18 @@ class VAEStage:
         self, model: nn.Module, batch: dict, step: int
     ) -> tuple[torch.Tensor, dict[str, float]]:
         cfg = self.config
-        video, pixel_weights = batch["video"], None
+        video, keypoints = batch["video"], batch["keypoints"]
+        more = []
         if cfg.region_weights:
             cells = region_weight_maps(
-                batch["keypoints"], tuple(video.shape[-2:]), cfg.region_weights, 1, SPACE_STRIDE
+                keypoints, tuple(video.shape[-2:]), cfg.region_weights, 1, SPACE_STRIDE
             )  # [B, 1, F, H / 8, W / 8]
-            pixels = cells.repeat_interleave(SPACE_STRIDE, -2).repeat_interleave(SPACE_STRIDE, -1)
-            video, pixel_weights = random_crop(video, cfg.crop, pixels)
+            more = [cells.repeat_interleave(SPACE_STRIDE, -2).repeat_interleave(SPACE_STRIDE, -1)]
+        if cfg.mouth_crops > 0 and float(torch.rand(())) < cfg.mouth_crops:
+            video, *more = mouth_crop(video, cfg.crop, keypoints, *more)
         else:
-            [video] = random_crop(video, cfg.crop)
+            video, *more = random_crop(video, cfg.crop, *more)
+        pixel_weights = more[0] if more else None
         out = model(video)
         terms = vae_loss(video, out.recon, out.mean, out.logvar, cfg.loss, pixel_weights)
         metrics = terms.as_dict()

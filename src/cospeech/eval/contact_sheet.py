@@ -94,12 +94,16 @@ def contact_sheet(
     for x, value in zip(xs, loudness, strict=True):
         y = round(CHART_HEIGHT - margin - value * (CHART_HEIGHT - 2 * margin))
         cv2.line(chart, (x, CHART_HEIGHT - margin), (x, y), LOUDNESS_RGB, 1)
-    _polyline(chart, _normalised(mouth_openness(frames, keypoints)), MOUTH_RGB, margin)
+    openness = mouth_openness(frames, keypoints)
+    _polyline(chart, _normalised(openness), MOUTH_RGB, margin)
     for wrist, colour in zip((schema.LEFT_WRIST, schema.RIGHT_WRIST), WRIST_RGB, strict=True):
         _polyline(chart, _normalised(-keypoints[:, wrist, 1]), colour, margin)
     for index in picks:
         x = int(xs[index])
         cv2.line(chart, (x, 0), (x, CHART_HEIGHT - 1), TEXT_RGB, 1)
-    legend = "grey: speech loudness   red: mouth openness (pixels)   blue/green: wrist heights"
+    legend = (
+        f"grey: speech loudness   red: mouth openness (peak {openness.max():.1f} px)   "
+        "blue/green: wrist heights"
+    )
     cv2.putText(chart, legend, (6, 14), FONT, 0.4, TEXT_RGB, 1, cv2.LINE_AA)
     return np.concatenate([np.concatenate(top, 1), np.concatenate(middle, 1), chart], 0)

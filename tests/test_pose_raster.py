@@ -270,3 +270,29 @@ def test_bad_pose():
 def test_deterministic():
     pose = upright_pose(9)
     np.testing.assert_array_equal(labels_of(pose), labels_of(pose))
+
+
+def test_keypoint_token_mask_is_the_dilated_hull_of_the_lips_and_checks_its_margin():
+    from cospeech.pose.raster import keypoint_token_mask
+
+    pose = upright_pose(5)
+    mask = keypoint_token_mask(pose, s.MOUTH, margin=1.5)
+    assert mask.shape == (2, H // CELL, W // CELL) and mask.dtype == bool
+    # Latent 1 is the union over frames 1-4: an independent check with scipy's hull.
+    gx, gy = _centres(H // CELL, W // CELL)
+    centres = np.stack([gx.ravel(), gy.ravel()], 1)
+    expected = np.zeros(gx.size, bool)
+    for frame in range(1, 5):
+        lips = pose.keypoints[frame, list(s.MOUTH), :2] / CELL
+        hull = ConvexHull(lips)
+        inside = np.all(centres @ hull.equations[:, :2].T + hull.equations[:, 2] <= 1e-9, axis=1)
+        edges = [(lips[a], lips[b]) for a, b in hull.simplices]
+        near = np.zeros(gx.size, bool)
+        for a, b in edges:
+            t = np.clip(((centres - a) @ (b - a)) / ((b - a) @ (b - a)), 0, 1)
+            near |= np.linalg.norm(centres - (a + t[:, None] * (b - a)), axis=1) <= 1.5
+        expected |= inside | near
+    assert 2 <= expected.sum() < 30  # a few tokens around the mouth
+    np.testing.assert_array_equal(mask[1].ravel(), expected)
+    with pytest.raises(InputError, match="margin"):
+        keypoint_token_mask(pose, s.MOUTH, margin=-1.0)

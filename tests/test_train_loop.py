@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import subprocess
 import sys
@@ -42,6 +44,33 @@ def test_sigkill_then_rerun_gives_identical_weights(tmp_path):
         killed, ENV, steps,
     )  # fmt: skip
     _run(killed, steps, "--noise")
+    assert_identical_runs(reference, killed, steps)
+
+
+def test_cosine_decay_logs_closed_form_learning_rates_and_resumes_exactly(tmp_path):
+    steps, start, lr, floor = 20, 8, 1e-2, 0.1
+    reference = tmp_path / "reference"
+    _run(reference, steps, "--cosine-from", str(start))
+    logged = {
+        row["step"]: row["lr"]
+        for row in map(json.loads, (reference / "metrics.jsonl").read_text().splitlines())
+        if "lr" in row
+    }
+    # logged at step s: the rate of update s (0-based): warm-up (s+1)/3, held until
+    # update 8, then lr * (0.1 + 0.9 * (1 + cos(pi * (s - 8) / 12)) / 2) down to 0.1 lr
+    for s in (1, 2, 5, 8, 11, 14, 17, 19):
+        warm = min(1.0, (s + 1) / 3)
+        cosine = 1.0 if s < start else 0.5 * (1 + math.cos(math.pi * (s - start) / (steps - start)))
+        assert logged[s] == pytest.approx(lr * warm * (floor + (1 - floor) * cosine), rel=1e-6)
+    assert logged[14] == pytest.approx(lr * 0.55, rel=1e-6)
+
+    killed = tmp_path / "killed"
+    kill_after_first_checkpoint(
+        [sys.executable, str(FIXTURE), str(killed), str(steps), "--cosine-from", str(start),
+         "--step-delay", "0.05"],
+        killed, ENV, steps,
+    )  # fmt: skip
+    _run(killed, steps, "--cosine-from", str(start))
     assert_identical_runs(reference, killed, steps)
 
 

@@ -58,3 +58,13 @@ def test_lora_starts_as_identity_and_trains_only_adapters():
 def test_run_config_rejects_unknown_stage():
     with pytest.raises(InputError, match="unknown stage"):
         load_run_config("no-such-stage", None, [])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [("train.optim.decay=linear", "decay must be one of"),
+     ("train.optim.min_lr_ratio=2", "min_lr_ratio must be in")],
+)  # fmt: skip
+def test_run_config_rejects_bad_learning_rate_schedule(override, message):
+    with pytest.raises(InputError, match=message):
+        load_run_config("teacher", None, [override])

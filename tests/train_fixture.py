@@ -74,11 +74,14 @@ class RegressionStage:
                   str(out_dir / "model.safetensors"))  # fmt: skip
 
 
-def make_config(steps: int, batch_size: int = 4, grad_accum: int = 1) -> TrainConfig:
+def make_config(
+    steps: int, batch_size: int = 4, grad_accum: int = 1, cosine_from: int | None = None
+) -> TrainConfig:
+    decay = {} if cosine_from is None else {"decay": "cosine", "decay_start": cosine_from}
     return TrainConfig(
         steps=steps, batch_size=batch_size, grad_accum=grad_accum, seed=7, ema_decay=0.9,
         checkpoint_every=5, keep_last=2, log_every=1,
-        optim=OptimConfig(lr=1e-2, warmup_steps=3, grad_clip=1.0),
+        optim=OptimConfig(lr=1e-2, warmup_steps=3, grad_clip=1.0, min_lr_ratio=0.1, **decay),
     )  # fmt: skip
 
 
@@ -90,6 +93,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--grad-accum", type=int, default=1)
     parser.add_argument("--step-delay", type=float, default=0.0)
+    parser.add_argument("--cosine-from", type=int, default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     stage = RegressionStage(noise=args.noise)
@@ -103,7 +107,7 @@ def main(argv: list[str]) -> None:
             return inner(model, batch, step)
 
         stage.loss = slow_loss
-    config = make_config(args.steps, args.batch_size, args.grad_accum)
+    config = make_config(args.steps, args.batch_size, args.grad_accum, args.cosine_from)
     Trainer(stage, config, args.run_dir).run()
 
 

@@ -4,10 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from cospeech.errors import InputError
+
+LR_DECAYS = ("constant", "cosine")
+
 
 @dataclass
 class OptimConfig:
-    """AdamW with linear warm-up then constant learning rate."""
+    """AdamW with a linear warm-up, then a constant or cosine-decaying learning rate.
+
+    ``decay``: ``"constant"`` keeps ``lr`` after the warm-up; ``"cosine"`` holds it until
+    update ``decay_start`` and then anneals it to ``lr * min_lr_ratio`` at the run's last
+    update (``train.steps``). Raising ``train.steps`` and setting ``decay_start`` to the
+    step a run was stopped at anneals a resumed run from where it stands.
+    """
 
     lr: float = 2e-4
     betas: tuple[float, float] = (0.9, 0.999)
@@ -15,6 +25,15 @@ class OptimConfig:
     eps: float = 1e-8
     warmup_steps: int = 100
     grad_clip: float = 1.0
+    decay: str = "constant"
+    decay_start: int = 0
+    min_lr_ratio: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.decay not in LR_DECAYS:
+            raise InputError(f"train.optim.decay must be one of {LR_DECAYS}, not {self.decay!r}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise InputError(f"train.optim.min_lr_ratio must be in [0, 1], not {self.min_lr_ratio}")
 
 
 @dataclass

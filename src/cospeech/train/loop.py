@@ -14,6 +14,7 @@ Runs the same under ``torchrun --nproc_per_node N`` (DDP, gloo on CPU, NCCL on G
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 from pathlib import Path
@@ -28,7 +29,7 @@ from cospeech.errors import InputError
 from cospeech.media.video import write_video
 from cospeech.train import distributed as distributed_
 from cospeech.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
-from cospeech.train.config import TrainConfig
+from cospeech.train.config import OptimConfig, TrainConfig
 from cospeech.train.data import EpochIndexed, ResumableBatchSampler
 from cospeech.train.ema import EMA
 from cospeech.train.logging import MetricsLog
@@ -42,9 +43,14 @@ def step_seed(seed: int, step: int, rank: int) -> int:
     return (seed * 1_000_003 + step * 7919 + rank * 104_729) % (2**63 - 1)
 
 
-def warmup_lambda(warmup_steps: int):
-    """Linear warm-up to the base learning rate, then constant."""
-    return lambda step: min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+def lr_factor(optim: OptimConfig, total_steps: int, step: int) -> float:
+    """The learning rate of update ``step`` (0-based) as a fraction of ``optim.lr``."""
+    warmup = min(1.0, (step + 1) / optim.warmup_steps) if optim.warmup_steps > 0 else 1.0
+    if optim.decay == "constant" or step < optim.decay_start:
+        return warmup
+    progress = min(1.0, (step - optim.decay_start) / max(1, total_steps - optim.decay_start))
+    cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
+    return warmup * (optim.min_lr_ratio + (1.0 - optim.min_lr_ratio) * cosine)
 
 
 class Trainer:
@@ -82,7 +88,7 @@ class Trainer:
             eps=cfg.optim.eps,
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, warmup_lambda(cfg.optim.warmup_steps)
+            self.optimizer, functools.partial(lr_factor, cfg.optim, cfg.steps)
         )
         self.dataset = self.stage.build_dataset()
         self.step = 0

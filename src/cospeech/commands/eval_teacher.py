@@ -42,7 +42,10 @@ def register(tree) -> None:
     )  # fmt: skip
     parser.add_argument("--data", required=True, help="dataset folder (manifest.jsonl)")
     parser.add_argument("--split", default="test", help="split to evaluate (default test)")
-    parser.add_argument("--clips", type=int, default=8, help="clips to evaluate")
+    parser.add_argument(
+        "--clips", type=int, default=24,
+        help="clips to evaluate, one per identity first (24: every test identity of the corpus)",
+    )  # fmt: skip
     parser.add_argument("--frames", type=int, default=49, help="frames per clip")
     parser.add_argument("--steps", type=int, help="Euler steps (default: the model's)")
     parser.add_argument("--guidance", type=float, help="guidance scale (default: the model's)")

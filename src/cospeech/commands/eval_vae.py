@@ -31,7 +31,10 @@ def register(tree) -> None:
     )  # fmt: skip
     parser.add_argument("--data", required=True, help="dataset folder (manifest.jsonl)")
     parser.add_argument("--split", default="test", help="split to evaluate (default test)")
-    parser.add_argument("--clips", type=int, default=8, help="clips to evaluate")
+    parser.add_argument(
+        "--clips", type=int, default=24,
+        help="clips to evaluate, one per identity first (24: every test identity of the corpus)",
+    )  # fmt: skip
     parser.add_argument("--frames", type=int, default=49, help="frames per clip (1 + 4k)")
     parser.add_argument("--model", help="TinyVideoVAE folder (default: the shipped demo VAE)")
     parser.add_argument("-o", "--output", help="write the report as JSON")

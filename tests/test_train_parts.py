@@ -63,7 +63,8 @@ def test_run_config_rejects_unknown_stage():
 @pytest.mark.parametrize(
     ("override", "message"),
     [("train.optim.decay=linear", "decay must be one of"),
-     ("train.optim.min_lr_ratio=2", "min_lr_ratio must be in")],
+     ("train.optim.min_lr_ratio=2", "min_lr_ratio must be in"),
+     ("train.optim.decay_start=-5", "decay_start must be >= 0")],
 )  # fmt: skip
 def test_run_config_rejects_bad_learning_rate_schedule(override, message):
     with pytest.raises(InputError, match=message):

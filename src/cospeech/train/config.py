@@ -32,6 +32,8 @@ class OptimConfig:
     def __post_init__(self) -> None:
         if self.decay not in LR_DECAYS:
             raise InputError(f"train.optim.decay must be one of {LR_DECAYS}, not {self.decay!r}")
+        if self.decay_start < 0:
+            raise InputError(f"train.optim.decay_start must be >= 0, not {self.decay_start}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise InputError(f"train.optim.min_lr_ratio must be in [0, 1], not {self.min_lr_ratio}")
 

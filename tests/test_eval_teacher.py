@@ -7,7 +7,9 @@ import pytest
 from skimage.metrics import peak_signal_noise_ratio
 
 from cospeech.data.clip_reader import read_frames
+from cospeech.data.dataset import read_clips
 from cospeech.data.manifest import POSE_NAME, VIDEO_NAME
+from cospeech.errors import InputError
 from cospeech.eval.lipsync import correlation, mouth_openness
 from cospeech.eval.teacher import (
     TeacherEvalOptions,
@@ -66,3 +68,12 @@ def test_eval_vae_reports_the_same_reconstruction_scores_as_the_teacher_bound(re
         np.testing.assert_equal(mine["lipsync"], bound["vae_lipsync"])
     expected = np.nan_to_num([c["lipsync"] for c in vae_report["clips"]], nan=0.0).mean()
     assert vae_report["mean"]["lipsync"] == pytest.approx(expected)
+
+
+def test_pick_clips_takes_all_for_zero_and_refuses_a_negative_count(report):
+    corpus = report[0]
+    long_enough = [c.clip_id for c in read_clips(corpus, "train") if c.frames >= 9]
+    assert sorted(c.clip_id for c in pick_clips(corpus, "train", 0, 9)) == sorted(long_enough)
+    assert len(pick_clips(corpus, "train", 1, 9)) == 1
+    with pytest.raises(InputError, match="clips must be >= 0"):
+        pick_clips(corpus, "train", -1, 9)

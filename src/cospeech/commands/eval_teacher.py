@@ -44,7 +44,8 @@ def register(tree) -> None:
     parser.add_argument("--split", default="test", help="split to evaluate (default test)")
     parser.add_argument(
         "--clips", type=int, default=24,
-        help="clips to evaluate, one per identity first (24: every test identity of the corpus)",
+        help="clips to evaluate, one per identity first (24: every test identity of the "
+        "corpus; 0: all)",
     )  # fmt: skip
     parser.add_argument("--frames", type=int, default=49, help="frames per clip")
     parser.add_argument("--steps", type=int, help="Euler steps (default: the model's)")

@@ -51,7 +51,7 @@ class TeacherEvalOptions:
     """Which clips (``clips`` of ``split``, one per identity first) and how to sample."""
 
     split: str = "test"
-    clips: int = 8
+    clips: int = 24
     frames: int = 49
     steps: int = 20
     guidance: float = 1.0
@@ -61,7 +61,10 @@ class TeacherEvalOptions:
 
 
 def pick_clips(root: Path, split: str, count: int, frames: int) -> list[ClipInfo]:
-    """Up to ``count`` clips of ``split`` with ``frames`` frames, spread over identities."""
+    """Up to ``count`` clips (0 = all) of ``split`` with ``frames`` frames, spread over
+    identities."""
+    if count < 0:
+        raise InputError(f"clips must be >= 0 (0 = all), got {count}")
     clips = [c for c in read_clips(root, split) if c.frames >= frames]
     if not clips:
         raise InputError(f"{root}: no {split} clip has {frames} frames")
@@ -88,17 +91,41 @@ def evaluate_clip(bundle: ModelBundle, clip: ClipInfo, options: TeacherEvalOptio
     fake = np.stack(list(decode_frames(bundle.vae, latents, count)))
     recon = vae_reconstruction(bundle.vae, truth)
     truth_mouth = mouth_openness(truth, keypoints)
+    psnr, ssim, lipsync = video_scores(fake, truth, keypoints, truth_mouth)
+    vae_psnr, vae_ssim, vae_lipsync = video_scores(recon, truth, keypoints, truth_mouth)
     return ClipScore(
-        clip=clip.clip_id,
-        identity=clip.reference_image.parent.name,
-        frames=count,
-        psnr=float(psnr_per_frame(fake, truth).mean()),
-        ssim=float(ssim_per_frame(fake, truth).mean()),
-        lipsync=correlation(mouth_openness(fake, keypoints), truth_mouth),
-        vae_psnr=float(psnr_per_frame(recon, truth).mean()),
-        vae_ssim=float(ssim_per_frame(recon, truth).mean()),
-        vae_lipsync=correlation(mouth_openness(recon, keypoints), truth_mouth),
+        clip=clip.clip_id, identity=clip.reference_image.parent.name, frames=count,
+        psnr=psnr, ssim=ssim, lipsync=lipsync,
+        vae_psnr=vae_psnr, vae_ssim=vae_ssim, vae_lipsync=vae_lipsync,
+    )  # fmt: skip
+
+
+def video_scores(
+    frames: np.ndarray,
+    truth: np.ndarray,
+    keypoints: np.ndarray,
+    truth_mouth: np.ndarray | None = None,
+) -> tuple[float, float, float]:
+    """Mean PSNR (dB), mean SSIM and lip-sync r of uint8 ``frames`` ``[F, H, W, 3]`` against
+    ``truth``; lip sync correlates the mouth openness in the lip boxes of ``keypoints``
+    ``[F, 133, 3]`` (``truth_mouth``: the truth's openness, when already measured; nan when
+    either never shows an open mouth)."""
+    if truth_mouth is None:
+        truth_mouth = mouth_openness(truth, keypoints)
+    return (
+        float(psnr_per_frame(frames, truth).mean()),
+        float(ssim_per_frame(frames, truth).mean()),
+        correlation(mouth_openness(frames, keypoints), truth_mouth),
     )
+
+
+def mean_scores(scores: list, fields: tuple[str, ...]) -> dict[str, float]:
+    """Means of the score dataclasses' ``fields``; a nan lip-sync score (a video that never
+    shows mouth colours has no correlation) counts 0."""
+    return {
+        name: float(np.mean(np.nan_to_num([getattr(s, name) for s in scores], nan=0.0)))
+        for name in fields
+    }
 
 
 @torch.no_grad()
@@ -120,12 +147,8 @@ def evaluate_teacher(
         evaluate_clip(bundle, clip, options)
         for clip in tqdm(clips, desc="eval teacher", unit="clip", disable=not progress)
     ]
-    # A generated mouth that never shows mouth colours has no correlation (nan): it counts 0.
     fields = ("psnr", "ssim", "lipsync", "vae_psnr", "vae_ssim", "vae_lipsync")
-    mean = {
-        name: float(np.mean(np.nan_to_num([getattr(s, name) for s in scores], nan=0.0)))
-        for name in fields
-    }
+    mean = mean_scores(scores, fields)
     return {"options": asdict(options), "mean": mean, "clips": [asdict(s) for s in scores]}
 
 

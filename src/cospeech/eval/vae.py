@@ -8,14 +8,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from cospeech.data.clip_reader import read_frames
 from cospeech.data.manifest import POSE_NAME, VIDEO_NAME
-from cospeech.eval.lipsync import correlation, mouth_openness
-from cospeech.eval.teacher import pick_clips, vae_reconstruction
-from cospeech.eval.video_metrics import psnr_per_frame, ssim_per_frame
+from cospeech.eval.teacher import mean_scores, pick_clips, vae_reconstruction, video_scores
 from cospeech.models.vae import TinyVideoVAE
 from cospeech.pose.sequence import PoseSequence
 
@@ -36,7 +33,7 @@ def evaluate_vae(
     vae: TinyVideoVAE,
     root: str | Path,
     split: str = "test",
-    clips: int = 8,
+    clips: int = 24,
     frames: int = 49,
     progress: bool = True,
 ) -> dict:
@@ -45,21 +42,9 @@ def evaluate_vae(
     for clip in tqdm(pick_clips(Path(root), split, clips, frames), desc="eval vae",
                      unit="clip", disable=not progress):  # fmt: skip
         truth = read_frames(clip.folder / VIDEO_NAME, 0, frames)
-        recon = vae_reconstruction(vae, truth)
         keypoints = PoseSequence.load(clip.folder / POSE_NAME).keypoints[:frames]
-        lipsync = correlation(mouth_openness(recon, keypoints), mouth_openness(truth, keypoints))
-        scores.append(
-            ReconstructionScore(
-                clip.clip_id,
-                frames,
-                float(psnr_per_frame(recon, truth).mean()),
-                float(ssim_per_frame(recon, truth).mean()),
-                lipsync,
-            )
-        )
-    # A reconstruction that never shows mouth colours has no correlation (nan): it counts 0.
-    mean = {
-        name: float(np.mean(np.nan_to_num([getattr(s, name) for s in scores], nan=0.0)))
-        for name in ("psnr", "ssim", "lipsync")
-    }
+        recon = vae_reconstruction(vae, truth)
+        psnr, ssim, lipsync = video_scores(recon, truth, keypoints)
+        scores.append(ReconstructionScore(clip.clip_id, frames, psnr, ssim, lipsync))
+    mean = mean_scores(scores, ("psnr", "ssim", "lipsync"))
     return {"split": split, "mean": mean, "clips": [asdict(s) for s in scores]}

@@ -1,13 +1,20 @@
-"""Kill-and-resume checks and torchrun helpers shared by the trainer and stage tests."""
+"""Kill-and-resume checks and torchrun helpers shared by the trainer and stage tests.
+
+Run as a script, this file is the launcher of :func:`kill_after_first_checkpoint`:
+``python tests/resume_fixture.py SCRIPT ARGS...`` or ``... -m MODULE ARGS...`` runs that
+training program with a kill switch in the trainer (see :func:`_install_kill_switch`).
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import runpy
 import signal
 import socket
 import subprocess
-import time
+import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -17,21 +24,37 @@ from cospeech.train.checkpoint import list_checkpoints
 
 
 def kill_after_first_checkpoint(command: list[str], run_dir: Path, env: dict, steps: int) -> None:
-    """Start ``command`` (a training run into ``run_dir``), SIGKILL it as soon as its first
-    checkpoint exists, and check the kill came before the end of training."""
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and not list_checkpoints(run_dir / "checkpoints"):
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    """Run ``command`` (``[python, SCRIPT | -m MODULE, args...]``, a training run of ``steps``
+    updates into ``run_dir``) until it SIGKILLs itself at a fixed point: in the middle of the
+    run, after its first checkpoint and one more logged update that no checkpoint holds.
+
+    The kill point is decided by the training process itself, not by timing, so it is the
+    same on a fast or a slow machine; the resumed run must restore the checkpoint and drop
+    the log line of the lost update.
+    """
+    python, *program = command
+    # stderr goes to a file, not a pipe: data-loader workers of the killed run may outlive
+    # it by a few seconds, and a pipe would wait for them.
+    with tempfile.TemporaryFile("w+") as stderr:
+        code = subprocess.run([python, __file__, *program], env=env, stdout=subprocess.DEVNULL,
+                              stderr=stderr, timeout=300).returncode  # fmt: skip
+        stderr.seek(0)
+        assert code == -signal.SIGKILL, f"the run was not killed (exit {code}):\n{stderr.read()}"
     done = list_checkpoints(run_dir / "checkpoints")
-    assert done and int(done[-1].name.split("-")[1]) < steps, "kill came too late to test resume"
+    assert len(done) == 1, "the kill switch must fire after the first checkpoint"
+    saved = int(done[0].name.split("-")[1])
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    assert saved < json.loads(lines[-1])["step"] < steps, "the kill must lose a logged update"
 
 
 def assert_identical_runs(reference: Path, resumed: Path, steps: int) -> None:
     """Both exports (``final``, ``final-ema``) equal bit for bit, and the resumed run's metrics
-    log every step exactly once."""
+    log every step exactly once.
+
+    Bit-exact on purpose: both runs are the same program on the same machine, launched with
+    ``OMP_NUM_THREADS=1`` (one work split), and CPU kernels are deterministic run to run;
+    the resume restores every state bit for bit, so any difference is a resume bug.
+    """
     for name in ("final", "final-ema"):
         want = load_file(str(reference / name / "model.safetensors"))
         got = load_file(str(resumed / name / "model.safetensors"))
@@ -48,3 +71,35 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def _install_kill_switch() -> None:
+    """Make the trainer SIGKILL its own process (no clean-up, like a crash or ``kill -9``) when
+    it is about to start an update while its step is past its first checkpoint step; with a
+    log line per step, that update's predecessor is logged but held by no checkpoint."""
+    from cospeech.train.loop import Trainer
+
+    update = Trainer._update
+
+    def update_or_die(self, batches):
+        if self.step > self.config.checkpoint_every:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return update(self, batches)
+
+    Trainer._update = update_or_die
+
+
+def _run_program(program: list[str]) -> None:
+    """Run ``SCRIPT args...`` or ``-m MODULE args...`` as ``python`` would, in this process."""
+    if program[0] == "-m":
+        sys.argv = program[1:]
+        runpy.run_module(program[1], run_name="__main__", alter_sys=True)
+    else:
+        sys.argv = program
+        sys.path[0] = str(Path(program[0]).resolve().parent)
+        runpy.run_path(program[0], run_name="__main__")
+
+
+if __name__ == "__main__":
+    _install_kill_switch()
+    _run_program(sys.argv[1:])

@@ -12,16 +12,14 @@ from cospeech.errors import InputError
 
 
 def _loop_global_mask(sim: np.ndarray, k: int, causal: bool, sinks: int) -> np.ndarray:
-    """Eq. 2 written out per query frame (independent of the vectorised version)."""
+    """Eq. 2 written out per query frame (independent of the vectorised version): the
+    non-sink candidates sorted by (S, distance in time, index), the first K kept."""
     t = len(sim)
     keep = np.eye(t, dtype=bool)
     for q in range(t):
-        cands = [j for j in range(t) if (j < q if causal else j != q)]
-        if k > 0 and cands:
-            vals = sorted(sim[q, j] for j in cands)
-            kth = vals[min(k, len(vals)) - 1]
-            for j in cands:
-                keep[q, j] |= sim[q, j] <= kth
+        cands = [j for j in range(sinks, t) if (j < q if causal else j != q)]
+        for j in sorted(cands, key=lambda j: (sim[q, j], abs(q - j), j))[:k]:
+            keep[q, j] = True
         for j in range(min(sinks, t)):
             if not causal or j <= q:
                 keep[q, j] = True
@@ -38,11 +36,11 @@ def test_keeps_k_smallest_past_frames_and_sink():
     assert no_sink[4].tolist() == [False, True, True, False, True]
 
 
-def test_ties_at_the_kth_value_are_all_kept():
+def test_ties_at_the_kth_value_go_to_the_most_recent():
     sim = np.zeros((5, 5))
     sim[4, :4] = [1.0, 1.0, 1.0, 5.0]
     mask = global_frame_mask(sim, k=2, sink_frames=0)
-    assert mask[4].tolist() == [True, True, True, False, True]
+    assert mask[4].tolist() == [False, True, True, False, True]
 
 
 def test_fewer_than_k_past_frames_keep_all_and_causality():
@@ -127,8 +125,9 @@ def test_frames_without_comparable_keypoints_rank_last():
     sim[4, 4] = 0.0
     sim[4, 3] = sim[3, 4] = np.inf
     mask = global_frame_mask(sim, k=2, causal=True, sink_frames=0).numpy()
-    # frame 4 ranks its past {0: 5, 1: 5, 2: 5, 3: inf}: frame 3 is never among the 2 nearest
-    assert not mask[4, 3] and mask[4, :3].sum() == 3  # ties at the K-th value are kept
+    # frame 4 ranks its past {0: 5, 1: 5, 2: 5, 3: inf}: frame 3 is never among the 2
+    # nearest; of the tied three, the two most recent are kept
+    assert mask[4].tolist() == [False, True, True, False, True]
     lat = latent_frame_similarity(sim, time_stride=4).numpy()
     # latent 1 covers video frames 1..4: its pairs with frame 0 are {1, 2, inf, 5}
     assert lat[0, 1] == pytest.approx((1.0 + 2.0 + 5.0) / 3)
@@ -136,20 +135,22 @@ def test_frames_without_comparable_keypoints_rank_last():
     assert only_inf[0, 1] == np.inf
 
 
-def _loop_token_mask(frame_mask: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    t, n = labels.shape
+def _loop_token_mask(frame_mask: np.ndarray, regions: np.ndarray) -> np.ndarray:
+    """Eq. 3 with region sets: some region r (a bit) holds both tokens."""
+    t, n = regions.shape
     out = np.zeros((t * n, t * n), dtype=bool)
     for a in range(t * n):
         for b in range(t * n):
             fa, fb = divmod(a, n)[0], divmod(b, n)[0]
-            la, lb = labels[fa, a % n], labels[fb, b % n]
-            out[a, b] = fa == fb or (frame_mask[fa, fb] and la == lb and la != 0)
+            ra, rb = int(regions[fa, a % n]), int(regions[fb, b % n])
+            shared = any((ra >> r) & 1 and (rb >> r) & 1 for r in range(8))
+            out[a, b] = fa == fb or (frame_mask[fa, fb] and shared)
     return out
 
 
 def test_token_mask_matches_loop_and_accepts_grids():
     rng = np.random.default_rng(2)
-    labels = rng.integers(0, 4, size=(3, 2, 3))
+    labels = rng.integers(0, 8, size=(3, 2, 3))  # bitmasks over 3 regions, overlaps included
     frame_mask = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 1]], dtype=bool)
     mask = input_aware_token_mask(torch.from_numpy(frame_mask), torch.from_numpy(labels))
     assert mask.shape == (18, 18)

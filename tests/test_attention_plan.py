@@ -46,7 +46,7 @@ def test_block_map_is_the_pooled_token_mask(block_size):
     assert plan.num_tokens == 150
 
 
-def test_permutation_is_within_frame_sorted_by_label_background_last():
+def test_permutation_is_within_frame_sorted_by_bitmask_background_last():
     frame_mask, labels = _inputs(num_labels=5, seed=3)
     plan = SparsePlan.build(frame_mask, labels, block_size=16)
     n = plan.tokens_per_frame
@@ -61,7 +61,7 @@ def test_permutation_is_within_frame_sorted_by_label_background_last():
             members = perm[t][lab == value]
             assert torch.all(members[1:] > members[:-1])
     assert torch.equal(plan.perm[plan.inv_perm], torch.arange(plan.num_tokens))
-    assert torch.equal(plan.token_label, labels.reshape(-1)[plan.perm])
+    assert torch.equal(plan.token_regions, labels.reshape(-1)[plan.perm])
     assert torch.equal(plan.token_frame, torch.arange(plan.num_tokens) // n)
 
 
@@ -154,12 +154,12 @@ def test_wan_sized_plan_builds_from_segments():
     [
         {"block_size": 0},
         {"block_size": 2.5},
-        {"labels": torch.zeros(4, 30, dtype=torch.int64)},
+        {"regions": torch.zeros(4, 30, dtype=torch.int64)},
         {"frame_mask": torch.ones(5, 5)},
     ],
 )
 def test_bad_plan_inputs(kwargs):
     frame_mask, labels = _inputs()
-    args = {"frame_mask": frame_mask, "labels": labels, **kwargs}
+    args = {"frame_mask": frame_mask, "regions": labels, **kwargs}
     with pytest.raises(InputError):
         SparsePlan.build(**args)

@@ -327,7 +327,7 @@ BENCH_CASES = {
     "model-frames": (["bench", "model", "--frames", "-1"], ["frames must be 1 + 4k, got -1"]),
     "model-chunk": (["bench", "model", "--frames", "5", "--size", "32x32", "--chunk-frames",
                      "0"], ["chunk frames must be >= 1"]),
-    "model-device": (["bench", "model", "--device", "foo"], ["unknown device 'foo'"]),
+    "model-device": (["bench", "model", "--device", "foo"], ["--device foo: unknown device"]),
 }  # fmt: skip
 
 

@@ -114,6 +114,7 @@ def test_windows_are_deterministic_per_seed_and_epoch(corpus):
         second.set_epoch(epoch)
         a, b = first[0], second[0]
         assert (a["start"], a["reference_index"]) == (b["start"], b["reference_index"])
+        # Exact: the same decode and elementwise scaling of the same file region.
         assert torch.equal(a["video"], b["video"]) and torch.equal(a["audio"], b["audio"])
         starts.append(a["start"])
     assert len(set(starts)) > 1  # epochs draw different windows

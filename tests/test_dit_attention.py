@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+import cospeech
 from cospeech.attention import SparsePlan, block_causal_frame_mask
 from cospeech.errors import InputError
 from cospeech.models import VIDEO_DIT_PRESETS, KVCache, VideoDiT
@@ -75,13 +80,16 @@ def test_chunked_generation_with_kv_cache_equals_block_causal_forward(model, inp
 
 
 def test_block_causal_output_ignores_later_frames(model, inputs):
-    changed = dict(inputs, x=inputs["x"].clone())
-    changed["x"][:, :, CHUNK:] += 1.0
-    with torch.no_grad():
-        a = model(**inputs, attention="causal", chunk_frames=CHUNK)
-        b = model(**changed, attention="causal", chunk_frames=CHUNK)
-    torch.testing.assert_close(a[:, :, :CHUNK], b[:, :, :CHUNK], rtol=0, atol=0)
-    assert (a[:, :, CHUNK:] - b[:, :, CHUNK:]).abs().max() > 1e-3
+    """Causality tested structurally: the first chunk's output has exactly zero gradient
+    with respect to the later frames (masked scores contribute exp(-inf) = 0, whatever
+    kernel computes them), and a non-zero one with respect to its own frames."""
+    x = inputs["x"].clone().requires_grad_(True)
+    out = model(**dict(inputs, x=x), attention="causal", chunk_frames=CHUNK)
+    (grad,) = torch.autograd.grad(out[:, :, :CHUNK].square().sum(), x, retain_graph=True)
+    assert torch.count_nonzero(grad[:, :, CHUNK:]) == 0
+    assert grad[:, :, :CHUNK].abs().max() > 0
+    (later,) = torch.autograd.grad(out[:, :, CHUNK:].square().sum(), x)
+    assert later[:, :, :CHUNK].abs().max() > 0  # later chunks do read the earlier frames
 
 
 def test_full_attention_with_all_true_plan_equals_dense(model, inputs):
@@ -128,7 +136,9 @@ def run_chunks(model, inputs, cache, chunk=1, frames=FRAMES):
     return outputs
 
 
-def test_window_eviction_keeps_sink_and_latest_chunks(model, inputs):
+def test_window_eviction_keeps_sink_and_latest_chunks(model, inputs, single_thread):
+    # Exact: both caches are filled by the same computation on the same frames (one thread,
+    # so the kernels take the same path); the windowed one only drops some of them.
     keep_all = KVCache(model.config.num_layers)
     windowed = KVCache(model.config.num_layers, sink_chunks=1, window_chunks=1)
     run_chunks(model, inputs, keep_all, frames=3)
@@ -169,3 +179,48 @@ def test_cache_misuse_is_reported(model, inputs):
         with pytest.raises(InputError):
             model(**part, kv_cache=cache, attention="causal")
     assert cache.frames_seen == 1
+
+
+def _cospeech_imports(path: Path) -> set[str]:
+    """Every ``cospeech`` module a file imports, at module level or inside functions (and
+    under ``TYPE_CHECKING``): ``from a import b`` counts as ``a`` and ``a.b``."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    return {name for name in found if name.startswith("cospeech.")}
+
+
+def test_no_import_cycle_between_model_modules():
+    """The import graph of the ``cospeech.models`` modules (package ``__init__`` files
+    aside), lazy imports included, has no cycle; in particular checkpoint <-> dit."""
+    root = Path(cospeech.__file__).parent
+    graph = {}
+    for path in (root / "models").rglob("*.py"):
+        if path.name != "__init__.py":
+            name = ".".join(("cospeech", *path.relative_to(root).with_suffix("").parts))
+            graph[name] = _cospeech_imports(path)
+    assert "cospeech.models.dit" not in graph["cospeech.models.checkpoint"]
+    assert "cospeech.models.checkpoint" in graph["cospeech.models.dit"]
+
+    def reachable(start: str) -> set[str]:
+        seen, stack = set(), [start]
+        while stack:
+            for dep in graph.get(stack.pop(), ()):
+                if dep in graph and dep not in seen:
+                    seen.add(dep)
+                    stack.append(dep)
+        return seen
+
+    cycles = sorted(name for name in graph if name in reachable(name))
+    assert not cycles, cycles
+
+
+@pytest.mark.parametrize("module", ["cospeech.models.checkpoint", "cospeech.models.dit"])
+def test_each_model_module_imports_alone_in_a_fresh_interpreter(module):
+    done = subprocess.run(
+        [sys.executable, "-c", f"import {module}"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr

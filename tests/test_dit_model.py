@@ -162,9 +162,14 @@ def test_fresh_pose_encoders_add_exactly_zero():
                 param.normal_(0, 0.2)
     x, pose, ref_pose = tiny_inputs(config)
     with torch.no_grad():
+        # Exactly zero by construction (zero weights and bias, finite inputs): what the
+        # forward adds to the tokens and to frame 0's conditioning channels.
+        assert not model.pose_encoder(pose).any() and not model.ref_pose_encoder(ref_pose).any()
         plain = model(x, torch.tensor([500.0]))
         posed = model(x, torch.tensor([500.0]), pose=pose, ref_pose=ref_pose)
-    torch.testing.assert_close(posed, plain, rtol=0, atol=0)
+    # The two forwards then see equal numbers, but in tensors built by other ops (cat, add):
+    # fp32 tolerance, 1e-5 x the output scale (~3 rms; 4e-6 seen for another batch size).
+    torch.testing.assert_close(posed, plain, rtol=1e-5, atol=3e-5)
     randomise(model)
     with torch.no_grad():
         plain = model(x, torch.tensor([500.0]))
@@ -181,12 +186,14 @@ def test_pose_encoder_is_chunk_local_in_time():
         whole = encoder(pose)
         parts = [encoder(pose[:, :, :9]), encoder(pose[:, :, 9:21]), encoder(pose[:, :, 21:])]
     assert whole.shape == (1, 6, 7, 4, 4)
-    torch.testing.assert_close(torch.cat(parts, dim=2), whole, rtol=1e-5, atol=1e-6)
+    # Convolutions over other lengths may use other kernels: 1e-5 x the output scale (~0.5
+    # rms; 8e-7 seen for another batch size).
+    torch.testing.assert_close(torch.cat(parts, dim=2), whole, rtol=1e-5, atol=5e-6)
     with pytest.raises(InputError, match="frames"):
         encoder(pose[:, :, :7])
 
 
-def test_ref_pose_goes_into_conditioning_channels_of_frame_zero():
+def test_ref_pose_goes_into_conditioning_channels_of_frame_zero(single_thread):
     """The reference pose acts like an edit of x[:, out_dim:, 0] and nothing else."""
     config = VIDEO_DIT_PRESETS["tiny"]
     model = VideoDiT(config).eval()
@@ -200,7 +207,10 @@ def test_ref_pose_goes_into_conditioning_channels_of_frame_zero():
         out = model(x, torch.tensor([700.0]), ref_pose=ref_pose)
         later_chunk = model(x, torch.tensor([700.0]), ref_pose=ref_pose, frame_offset=3)
         later_plain = model(x, torch.tensor([700.0]), frame_offset=3)
-    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    # Equal inputs built by other ops (cat vs in-place add): 1e-5 x the output scale (~2 rms).
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=2e-5)
+    # Exact: past frame 0 the reference pose is not used at all, so both are the same call
+    # on the same tensors, on one thread (the single_thread fixture) in one process.
     torch.testing.assert_close(later_chunk, later_plain, rtol=0, atol=0)
 
 

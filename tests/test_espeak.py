@@ -174,7 +174,7 @@ def test_same_text_and_voice_give_identical_audio():
     first = synthesize("Well, I think so too.", voice)
     synthesize("Something else in between, to move the library's state on.", VoiceParams())
     second = synthesize("Well, I think so too.", voice)
-    assert np.array_equal(first.audio, second.audio)
+    assert np.array_equal(first.audio, second.audio)  # the same C code on the same input
     assert first.phonemes == second.phonemes and first.words == second.words
 
 

@@ -7,8 +7,9 @@ import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from cospeech.data.synth.colours import MOUTH_INTERIOR_RGB, TEETH_RGB
-from cospeech.eval.lipsync import MOUTH_BOX_MARGIN, correlation, mouth_openness
+from cospeech.eval.lipsync import MOUTH_BOX_MARGIN, mouth_openness
 from cospeech.eval.video_metrics import psnr_per_frame, ssim_per_frame
+from cospeech.motion.metrics import correlation
 from cospeech.pose import schema
 
 

@@ -205,6 +205,7 @@ def test_onnx_backend_on_a_real_video(simcc_model, carphone_short, tmp_path):
         for frame, keypoints in zip(iter_frames(carphone_short), pose.keypoints, strict=True):
             box = boxes(frame)
             assert box is not None and box[2] - box[0] > 50  # the person, not a speck
+            # Exact: the same warp and ONNX call on the same frame and box (max, sigmoid).
             np.testing.assert_array_equal(keypoints, model(frame, box))
 
 

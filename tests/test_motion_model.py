@@ -14,7 +14,7 @@ from cospeech.motion.config import MEL_PER_FRAME, preset
 from cospeech.motion.flow import flow_matching_loss, sample_flow
 from cospeech.motion.model import BODY_DIM, MotionModel
 from cospeech.motion.normalize import body_frame, from_offsets, normalize_reference, to_offsets
-from cospeech.motion.style import style_from_offsets
+from cospeech.motion.style_vector import style_from_offsets
 from cospeech.pose import schema
 
 

@@ -13,7 +13,7 @@ from cospeech.cli import main
 from cospeech.data.manifest import read_manifest
 from cospeech.motion.config import MEL_PER_FRAME
 from cospeech.motion.dataset import MotionWindows, load_split
-from cospeech.motion.generate import GenerateOptions, MotionGenerator
+from cospeech.motion.generate import MotionGenerator, MotionOptions
 from cospeech.motion.normalize import BODY_POINTS, FACE_POINTS, from_offsets
 from cospeech.pose.sequence import PoseSequence
 
@@ -70,7 +70,7 @@ def test_windows_are_deterministic_per_index_and_epoch(corpus):
     windows[0]
     windows.set_epoch(2)
     b = windows[0]
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert all(torch.equal(a[k], b[k]) for k in a)  # slices of stored arrays: exact
     # The window is a slice of the clip: find it in the clip's offsets.
     n = int(a["valid"].sum())
     offsets = clips[0].offsets
@@ -105,7 +105,7 @@ def test_output_moves_with_the_reference(generator, clip):
 
 
 def test_streaming_face_equals_a_whole_sequence_streaming_run(generator, clip):
-    options = GenerateOptions(chunk_frames=7)
+    options = MotionOptions(chunk_frames=7)
     stream = generator.stream(clip.reference_pose, options=options)
     pieces, rng, i = [], np.random.default_rng(0), 0
     while i < clip.audio.size:
@@ -127,7 +127,7 @@ def test_streaming_face_equals_a_whole_sequence_streaming_run(generator, clip):
 
 
 def test_streaming_state_stays_bounded(generator, clip):
-    stream = generator.stream(clip.reference_pose, options=GenerateOptions(chunk_frames=25))
+    stream = generator.stream(clip.reference_pose, options=MotionOptions(chunk_frames=25))
     noise = np.random.default_rng(1).normal(0, 0.05, 16000).astype(np.float32)
     sizes = []
     for _ in range(8):  # 8 s of audio
@@ -140,7 +140,7 @@ def test_streaming_state_stays_bounded(generator, clip):
 
 def test_long_audio_windows_blend_into_one_sequence(generator, clip):
     audio = np.tile(clip.audio, 3)
-    options = GenerateOptions(window_frames=40, overlap_frames=10)
+    options = MotionOptions(window_frames=40, overlap_frames=10)
     pose = generator.generate(audio, clip.reference_pose, options=options)
     frames = round(audio.size / 16000 * 25)
     assert len(pose) == frames
@@ -190,7 +190,9 @@ def test_eval_command_prints_every_method(run, corpus, capsys):
         assert f"| {name} |" in table
 
 
-def test_rollout_fine_tune_of_the_flow_starts_from_init_and_resumes_exactly(run, corpus, tmp_path):
+def test_rollout_fine_tune_of_the_flow_starts_from_init_and_resumes_exactly(
+    run, corpus, tmp_path, single_thread
+):
     from safetensors.torch import load_file
 
     from cospeech.motion.checkpoint import load_motion_model
@@ -211,7 +213,9 @@ def test_rollout_fine_tune_of_the_flow_starts_from_init_and_resumes_exactly(run,
     initial, _ = load_motion_model(init)
     assert start.config == initial.config
     assert all(torch.equal(v, initial.state_dict()[k]) for k, v in start.state_dict().items())
-    # Four updates in one go equal two, a stop, and two more (rollout noise included).
+    # Four updates in one go equal two, a stop, and two more (rollout noise included), bit
+    # for bit: the same updates on the same data and seeds, here in one process on one
+    # thread (the single_thread fixture), so the kernels and their work split are the same.
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     run_stage("motion", whole, None, [*options, "train.steps=4"], device="cpu")
     run_stage("motion", parts, None, [*options, "train.steps=2"], device="cpu")

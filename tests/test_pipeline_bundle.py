@@ -7,7 +7,8 @@ import json
 import pytest
 from safetensors import safe_open
 
-from cospeech.pipeline.bundle import ASSETS, SamplingSettings, load_bundle
+from cospeech.pipeline.bundle import SamplingSettings, load_bundle
+from cospeech.shipped import ASSETS
 
 SHIPPED_LIMIT_BYTES = 50 * 1024 * 1024
 

@@ -48,7 +48,7 @@ def test_generate_writes_h264_aac_as_long_as_the_speech(setup, tmp_path, capsys)
     pose = PoseSequence.load(pose_file)
     assert len(pose) == FPS and (pose.width, pose.height) == (64, 64)
     summary = capsys.readouterr().out
-    assert "25 frames" in summary and "FPS" in summary and "3 window(s)" in summary
+    assert "25 frames" in summary and "FPS" in summary and "3 windows" in summary
 
 
 def _expect_error(capsys, code, out, pattern):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cospeech.audio.phonemes import NO_WORD, SILENCE, PhonemeSegment
-from cospeech.pipeline.motion import syllables_as_words
+from cospeech.pipeline.speech_motion import syllables_as_words
 
 
 def test_each_syllable_becomes_a_word_and_silence_stays_wordless():

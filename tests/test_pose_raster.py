@@ -1,4 +1,4 @@
-"""Regions on the latent token grid: placement, dilation, time union, priority, errors."""
+"""Regions on the latent token grid: placement, dilation, time union, overlaps, errors."""
 
 from __future__ import annotations
 
@@ -8,17 +8,27 @@ import pytest
 from scipy.spatial import ConvexHull
 
 from cospeech.errors import InputError
-from cospeech.pose import PoseSequence, latent_frame_ranges, num_latent_frames
-from cospeech.pose import region_token_labels as labels_of
+from cospeech.latent_geometry import latent_frame_ranges, latent_frames
+from cospeech.pose import BODY_REGIONS, PoseSequence, region_bits, region_token_masks
 from cospeech.pose import schema as s
 from cospeech.pose.raster import DEFAULT_MARGIN
-from cospeech.pose.regions import REGION_LABELS, REGION_NAMES, REGION_PARTS, REGION_PRIORITY
 from pose_fixture import upright_keypoints, upright_pose
 
 W, H = 832, 480
 CELL = 16  # space_stride 8 x patch 2
-FACE, LHAND, RHAND = REGION_LABELS["face"], REGION_LABELS["left_hand"], REGION_LABELS["right_hand"]
-ARMS, SHOULDERS, BODY = REGION_LABELS["arms"], REGION_LABELS["shoulders"], REGION_LABELS["body"]
+BITS = region_bits(BODY_REGIONS)
+FACE, LHAND, RHAND = BITS["face"], BITS["left_hand"], BITS["right_hand"]
+ARMS, SHOULDERS, BODY = BITS["arms"], BITS["shoulders"], BITS["body"]
+
+
+def labels_of(pose, *args, **kwargs) -> np.ndarray:
+    """Region bitmasks with each hand its own region (bits distinguish every region)."""
+    return region_token_masks(pose, *args, regions=BODY_REGIONS, **kwargs)
+
+
+def _in(lab: np.ndarray, bit: int) -> np.ndarray:
+    """Where region ``bit`` covers the token (other regions may cover it too)."""
+    return (lab & bit) != 0
 
 
 def _token(xy) -> tuple[int, int]:
@@ -43,7 +53,7 @@ def _only(kp: np.ndarray, keep) -> np.ndarray:
 
 def test_shapes_and_latent_frames():
     for frames, latents in [(1, 1), (2, 2), (5, 2), (6, 3), (9, 3), (81, 21)]:
-        assert num_latent_frames(frames) == latents
+        assert latent_frames(frames, partial=True) == latents
         lab = labels_of(upright_pose(frames))
         assert lab.shape == (latents, H // CELL, W // CELL) and lab.dtype == np.int64
     assert latent_frame_ranges(10) == [(0, 1), (1, 5), (5, 9), (9, 10)]
@@ -56,20 +66,22 @@ def test_labels_land_under_keypoints():
     lab = labels_of(pose)[0]
     kp = pose.keypoints[0]
     for i in s.LEFT_HAND:
-        assert lab[_token(kp[i])] == LHAND, i
+        assert lab[_token(kp[i])] & LHAND, i
     for i in s.RIGHT_HAND:
-        assert lab[_token(kp[i])] == RHAND, i
+        assert lab[_token(kp[i])] & RHAND, i
     for i in (*s.FACE, s.NOSE, s.LEFT_EYE, s.RIGHT_EYE, s.LEFT_EAR, s.RIGHT_EAR):
-        assert lab[_token(kp[i])] == FACE, i
+        assert lab[_token(kp[i])] & FACE, i
     for i in (s.LEFT_ELBOW, s.RIGHT_ELBOW, s.LEFT_SHOULDER, s.RIGHT_SHOULDER):
-        assert lab[_token(kp[i])] == ARMS, i  # arms win over shoulders and body
+        assert lab[_token(kp[i])] & ARMS, i
+    for i in (s.LEFT_SHOULDER, s.RIGHT_SHOULDER):
+        assert lab[_token(kp[i])] & SHOULDERS and lab[_token(kp[i])] & BODY, i  # overlaps kept
     neck = (kp[s.LEFT_SHOULDER, :2] + kp[s.RIGHT_SHOULDER, :2]) / 2
-    assert lab[_token(neck)] == SHOULDERS
+    assert lab[_token(neck)] & SHOULDERS
     belly = (kp[s.LEFT_HIP, :2] + kp[s.RIGHT_HIP, :2] + neck) / 3 - [0, 20]
     assert lab[_token(belly)] == BODY
     for corner in [(0, 0), (0, -1), (-1, 0), (-1, -1)]:
         assert lab[corner] == 0
-    assert set(np.unique(lab)) == {0, *REGION_LABELS.values()}
+    assert np.bitwise_or.reduce(lab.ravel()) == sum(BITS.values())  # every region present
 
 
 @pytest.mark.parametrize("margin", [0.0, 0.5, 1.0, 2.5])
@@ -102,9 +114,11 @@ def test_two_point_part_is_a_capsule():
     dist = np.linalg.norm(p - (a + t[..., None] * (b - a)), axis=-1)
     to_a, to_b = np.linalg.norm(p - a, axis=-1), np.linalg.norm(p - b, axis=-1)
     near_end = (to_a <= margin) | (to_b <= margin)
-    np.testing.assert_array_equal(lab == SHOULDERS, (dist <= margin) & ~near_end)
-    np.testing.assert_array_equal(lab == ARMS, near_end)
-    assert not (lab == BODY).any()
+    # Body = the quadrilateral of two points = the same capsule as the shoulders.
+    np.testing.assert_array_equal(_in(lab, SHOULDERS), dist <= margin)
+    np.testing.assert_array_equal(_in(lab, BODY), dist <= margin)
+    np.testing.assert_array_equal(_in(lab, ARMS), near_end)
+    assert not (lab & (FACE | LHAND | RHAND)).any()
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -125,8 +139,8 @@ def test_hull_part_matches_independent_hull(seed):
     signed = np.array([cv2.pointPolygonTest(hull, tuple(c), True) for c in centres])
     signed = signed.reshape(lab.shape)  # > 0 inside, < 0 outside, in token units
     clear = np.abs(signed + margin) > 1e-3  # leave out float ties on the boundary
-    np.testing.assert_array_equal((lab == FACE)[clear], (signed >= -margin)[clear])
-    assert (lab == FACE).sum() > 50
+    np.testing.assert_array_equal(_in(lab, FACE)[clear], (signed >= -margin)[clear])
+    assert _in(lab, FACE).sum() > 50
 
 
 def test_collinear_points_make_a_capsule_not_a_strip():
@@ -134,8 +148,8 @@ def test_collinear_points_make_a_capsule_not_a_strip():
     line = np.linspace([100.0, 104.0], [300.0, 104.0], len(s.RIGHT_HAND))  # a horizontal line
     kp[list(s.RIGHT_HAND), :2] = line
     lab = labels_of(PoseSequence(kp[None], 25, W, H), margin=0.5)[0]
-    rows = np.flatnonzero((lab == RHAND).any(axis=1))
-    cols = np.flatnonzero((lab == RHAND).any(axis=0))
+    rows = np.flatnonzero(_in(lab, RHAND).any(axis=1))
+    cols = np.flatnonzero(_in(lab, RHAND).any(axis=0))
     assert rows.tolist() == [6]  # centre row 6.5 is 0 tokens from y = 6.5; rows 5, 7 are 1 away
     assert cols.min() == 100 // 16 and cols.max() == 300 // 16
 
@@ -161,43 +175,37 @@ def test_temporal_patch_merges_latent_frames():
     single = labels_of(pose)
     paired = labels_of(pose, patch=(2, 2, 2))
     assert paired.shape == (2, *single.shape[1:])
-    # Union then priority = the higher-priority of the two latent frames' labels.
-    rank = np.zeros(len(REGION_NAMES) + 1, dtype=int)  # background ranks lowest
-    for r, name in enumerate(REGION_PRIORITY):
-        rank[REGION_LABELS[name]] = len(REGION_PRIORITY) - r
-    first, second = single[0::2], single[1::2]
-    expected = np.where(rank[first] >= rank[second], first, second)
-    np.testing.assert_array_equal(paired, expected)
+    # The union of the two latent frames' regions: the OR of their bitmasks.
+    np.testing.assert_array_equal(paired, single[0::2] | single[1::2])
     with pytest.raises(InputError, match="temporal"):
         labels_of(pose, patch=(3, 2, 2))
 
 
-def test_priority_hand_over_face():
+def test_hand_over_face_is_in_both():
     kp = upright_keypoints()
     nose = kp[s.NOSE, :2].copy()
     shift = nose - kp[s.LEFT_HAND[9], :2]  # middle finger base onto the nose
     kp[list(s.LEFT_HAND), :2] += shift
     lab = labels_of(PoseSequence(kp[None], 25, W, H))[0]
-    assert lab[_token(nose)] == LHAND
+    assert lab[_token(nose)] & LHAND and lab[_token(nose)] & FACE
     for i in s.LEFT_HAND:
-        assert lab[_token(kp[i])] == LHAND
-    assert (lab == FACE).any()  # the rest of the face stays face
+        assert lab[_token(kp[i])] & LHAND
+    assert (lab == FACE).any()  # the rest of the face is face only
 
 
-def test_priority_follows_region_priority():
-    """Every region alone against every other: where two cover a token, the higher wins."""
+def test_overlapping_regions_keep_every_bit():
+    """Every region alone: the full bitmask is the OR of what each covers on its own."""
     kp = upright_keypoints()
     full = labels_of(PoseSequence(kp[None], 25, W, H), margin=2.0)[0]
-    covered = {}
-    for name in REGION_NAMES:  # what each region covers on its own
-        keep = {i for part in REGION_PARTS[name] for i in part}
+    expected = np.zeros_like(full)
+    covered = []
+    for name, parts in BODY_REGIONS.items():  # what each region covers on its own
+        keep = {i for part in parts for i in part}
         alone = labels_of(PoseSequence(_only(kp, keep)[None], 25, W, H), margin=2.0)[0]
-        covered[name] = alone == REGION_LABELS[name]
-    for row, col in np.ndindex(full.shape):
-        winners = [n for n in REGION_PRIORITY if covered[n][row, col]]
-        assert full[row, col] == (REGION_LABELS[winners[0]] if winners else 0), (row, col)
-    overlaps = sum(m.astype(int) for m in covered.values()) > 1
-    assert overlaps.sum() > 20  # the test did exercise overlaps
+        covered.append(_in(alone, BITS[name]))
+        expected |= np.where(covered[-1], BITS[name], 0)
+    np.testing.assert_array_equal(full, expected)
+    assert (sum(m.astype(int) for m in covered) > 1).sum() > 20  # overlaps were exercised
 
 
 def test_low_confidence_and_missing_parts():
@@ -206,16 +214,16 @@ def test_low_confidence_and_missing_parts():
     kp[list(s.RIGHT_HAND), 2] = 0.0
     pose = PoseSequence(kp[None], 25, W, H)
     lab = labels_of(pose)
-    assert not (lab == LHAND).any() and not (lab == RHAND).any()
-    assert (labels_of(pose, min_confidence=0.1) == LHAND).any()
+    assert not _in(lab, LHAND).any() and not _in(lab, RHAND).any()
+    assert _in(labels_of(pose, min_confidence=0.1), LHAND).any()
 
 
 def test_margin_mapping():
     pose = upright_pose(1)
     wide = labels_of(pose, margin={"face": 3.0})
     base = labels_of(pose)
-    assert (wide == FACE).sum() > (base == FACE).sum()
-    np.testing.assert_array_equal(wide == LHAND, base == LHAND)  # the others keep the default
+    assert _in(wide, FACE).sum() > _in(base, FACE).sum()
+    np.testing.assert_array_equal(_in(wide, LHAND), _in(base, LHAND))  # others: the default
     with pytest.raises(InputError, match="unknown"):
         labels_of(pose, margin={"tail": 1.0})
     with pytest.raises(InputError):
@@ -229,7 +237,7 @@ def test_pixel_resolution():
     lab = labels_of(pose, time_stride=1, space_stride=1, patch=(1, 1, 1), margin=2.0)
     assert lab.shape == (3, 60, 104)
     kp = pose.keypoints[0]
-    assert lab[0, int(kp[s.NOSE, 1]), int(kp[s.NOSE, 0])] == FACE
+    assert lab[0, int(kp[s.NOSE, 1]), int(kp[s.NOSE, 0])] & FACE
 
 
 def test_points_outside_the_frame():
@@ -237,8 +245,8 @@ def test_points_outside_the_frame():
     kp[list(s.LEFT_HAND), :2] += [2000, 3000]  # far off: nothing, and no error
     kp[s.LEFT_HIP, :2] = [500, 700]  # hips below the frame still shape the body
     lab = labels_of(PoseSequence(kp[None], 25, W, H))
-    assert not (lab == LHAND).any()
-    assert (lab[0, -1] == BODY).any()
+    assert not _in(lab, LHAND).any()
+    assert _in(lab[0, -1], BODY).any()
 
 
 @pytest.mark.parametrize(

@@ -169,7 +169,9 @@ def test_matrix_matches_pairwise():
     assert sim.shape == (12, 12) and sim.dtype == np.float64
     for i in range(12):
         for j in range(12):
-            expected = 0.0 if i == j else rigid_alignment_error(seq[i], seq[j], conf[i], conf[j])
+            shared = np.sum((conf[i] > 0) & (conf[j] > 0))
+            frobenius = rigid_alignment_error(seq[i], seq[j], conf[i], conf[j])
+            expected = 0.0 if i == j else frobenius / np.sqrt(max(shared, 1))  # RMS per point
             if np.isinf(expected):
                 assert sim[i, j] == np.inf
             else:
@@ -183,8 +185,8 @@ def test_matrix_without_confidence_matches_reference():
     seq, _ = _random_sequence(8, frames=6, points=9)
     sim = frame_similarity(seq)
     for i in range(6):
-        for j in range(i + 1, 6):
-            assert sim[i, j] == pytest.approx(_reference(seq[i], seq[j]), rel=1e-7)
+        for j in range(i + 1, 6):  # RMS over the 9 shared points
+            assert sim[i, j] == pytest.approx(_reference(seq[i], seq[j]) / 3.0, rel=1e-7)
 
 
 def test_matrix_is_invariant_to_per_frame_rigid_motion():
@@ -258,3 +260,29 @@ def test_pose_frame_similarity_bad_keypoints():
         pose_frame_similarity(upright_pose(2), keypoints=(0, 133))
     with pytest.raises(InputError):
         pose_frame_similarity(upright_pose(2), keypoints=())
+
+
+def test_a_frame_with_undetected_hands_never_outranks_a_closer_complete_frame():
+    """Per shared point, not summed: frame 1 (complete, 2 px noise per point) must rank
+    before frame 2 (hands not detected, 2.3 px per point), though frame 2's summed error
+    over its fewer shared points is smaller."""
+    pose = upright_pose(3)
+    kp = pose.keypoints
+    idx = np.asarray(s.UPPER_BODY)
+    rng = np.random.default_rng(13)
+    base = kp[0, idx, :2].astype(np.float64)
+    for t, sigma in ((1, 2.0), (2, 2.3)):
+        noise = rng.normal(0, 1, base.shape)
+        noise -= noise.mean(0)  # no net translation
+        kp[t, idx, :2] = (base + sigma * noise / np.sqrt((noise**2).sum(1).mean())).astype(
+            np.float32
+        )  # RMS exactly sigma before alignment
+    hands = list(s.LEFT_HAND + s.RIGHT_HAND)
+    kp[2, hands, 2] = 0.0
+    sim = pose_frame_similarity(pose)
+    conf = np.where(kp[:, idx, 2] >= 0.3, 1.0, 0.0)
+    summed = [
+        rigid_alignment_error(kp[0, idx, :2], kp[t, idx, :2], conf[0], conf[t]) for t in (1, 2)
+    ]
+    assert summed[1] < summed[0]  # the plain Eq. 1 sum would prefer the handless frame
+    assert sim[0, 1] < sim[0, 2]

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from cospeech.errors import InputError
 from cospeech.pose import schema
 from cospeech.train.region_weights import check_region_weights, region_weight_maps, weighted_mse
-from cospeech.train.stages.teacher import Config, TeacherStage
+from cospeech.train.stages.teacher import BUNDLED_VAE, Config, TeacherStage
 
 SIZE = 64  # pixels; 8 x 8 latent tokens at space stride 8
 
@@ -53,6 +53,19 @@ def test_a_latent_frame_weights_the_union_over_its_video_frames():
 def test_regions_without_a_weight_and_the_background_weigh_one():
     maps = region_weight_maps(_face_at([(20.0, 20.0)]), (SIZE, SIZE), {"left_hand": 5.0}, 4, 8)
     assert torch.all(maps == 1)
+
+
+def test_a_hand_over_the_face_takes_the_larger_of_the_two_weights():
+    keypoints = _face_at([(20.0, 20.0)])
+    keypoints[0, 0, list(schema.LEFT_HAND)] = torch.tensor([20.0, 20.0, 1.0])  # on the face
+    keypoints[0, 0, list(schema.RIGHT_HAND)] = torch.tensor([44.0, 44.0, 1.0])  # elsewhere
+    maps = region_weight_maps(
+        keypoints, (SIZE, SIZE), {"face": 4.0, "left_hand": 1.0, "right_hand": 2.0}, 4, 8
+    )
+    expected = np.maximum(_plus(2, 2, 4.0), _plus(5, 5, 2.0))  # face wins where it overlaps
+    np.testing.assert_array_equal(maps[0, 0, 0].numpy(), expected)
+    hands_first = region_weight_maps(keypoints, (SIZE, SIZE), {"face": 1.0, "left_hand": 6.0}, 4, 8)
+    np.testing.assert_array_equal(hands_first[0, 0, 0].numpy(), _plus(2, 2, 6.0))
 
 
 def test_the_mouth_weight_covers_the_dilated_lips_and_replaces_the_face_weight_there():
@@ -99,6 +112,8 @@ def test_bad_region_weights_are_one_clear_error(weights):
 
 
 def test_the_teacher_stage_checks_its_region_weights():
+    vae = str(BUNDLED_VAE)  # the stage also checks its VAE folder
     with pytest.raises(InputError, match="unknown region"):
-        TeacherStage(Config(region_weights={"nose": 2.0}))
-    assert TeacherStage(Config(region_weights={"face": 4})).config.region_weights == {"face": 4.0}
+        TeacherStage(Config(region_weights={"nose": 2.0}, vae=vae))
+    stage = TeacherStage(Config(region_weights={"face": 4}, vae=vae))
+    assert stage.config.region_weights == {"face": 4.0}

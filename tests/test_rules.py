@@ -213,7 +213,7 @@ def test_deterministic_and_seed_dependent(reference):
     a = run(segments, duration, reference, seed=11, style=style).pose.keypoints
     b = run(segments, duration, reference, seed=11, style=style).pose.keypoints
     c = run(segments, duration, reference, seed=12, style=style).pose.keypoints
-    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a, b)  # the same computation with the same seed: exact
     assert not np.array_equal(a, c)
 
 
@@ -229,7 +229,7 @@ def test_motion_is_relative_to_the_reference(reference):
     same = generate_motion(
         segments, duration, 25.0, one_frame, GestureStyle(), np.random.default_rng(5)
     )
-    np.testing.assert_array_equal(same.pose.points, small)
+    np.testing.assert_array_equal(same.pose.points, small)  # same inputs, same computation
 
 
 def test_prosody_from_audio_tracks_pitch_and_energy():

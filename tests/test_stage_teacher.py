@@ -11,6 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import stage_fixture
 from cospeech.data.dataset import read_clips
 from cospeech.models.i2v import (
     MASK_CHANNELS,
@@ -20,36 +21,20 @@ from cospeech.models.i2v import (
 )
 from cospeech.models.vae import TinyVideoVAE
 from cospeech.train.stages.teacher import build_latent_cache
-from pipeline_fixture import COSPEECH, ENV, save_tiny_vae, tiny_corpus
+from pipeline_fixture import COSPEECH, ENV
 from resume_fixture import assert_identical_runs, free_port, kill_after_first_checkpoint
+from stage_fixture import stage_args, train
 
 STEPS = 8
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    return tiny_corpus(tmp_path_factory.getbasetemp())
-
-
-@pytest.fixture(scope="module")
-def vae_dir(tmp_path_factory):
-    return save_tiny_vae(tmp_path_factory.getbasetemp() / "teacher-test-vae")
-
-
 def _args(corpus: Path, vae: Path, latents: Path, run: Path, steps: int, batch: int = 2):
-    return [
-        "train", "teacher", "--out", str(run),
-        "--set", f"stage.data={corpus}", "--set", f"stage.vae={vae}",
-        "--set", f"stage.latents={latents}", "--set", "stage.model=tiny",
-        "--set", "stage.frames=9", "--set", "stage.size=64",
-        "--set", f"train.steps={steps}", "--set", f"train.batch_size={batch}",
-        "--set", "train.checkpoint_every=2", "--set", "train.log_every=1",
-        "--set", "train.sample_every=0", "--set", "train.optim.warmup_steps=2",
-    ]  # fmt: skip
+    return stage_args("teacher", corpus, vae, latents, run, steps, batch)
 
 
-def _train(*args: str) -> None:
-    subprocess.run([*COSPEECH, *args], env=ENV, check=True, capture_output=True, timeout=300)
+_train = train
+corpus = stage_fixture.corpus  # the shared module-scoped fixtures
+vae_dir = stage_fixture.vae_dir
 
 
 def test_conditioned_flow_builds_wan_i2v_channels():

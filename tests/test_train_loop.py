@@ -40,9 +40,8 @@ def test_sigkill_then_rerun_gives_identical_weights(tmp_path):
 
     killed = tmp_path / "killed"
     kill_after_first_checkpoint(
-        [sys.executable, str(FIXTURE), str(killed), str(steps), "--noise", "--step-delay", "0.05"],
-        killed, ENV, steps,
-    )  # fmt: skip
+        [sys.executable, str(FIXTURE), str(killed), str(steps), "--noise"], killed, ENV, steps
+    )
     _run(killed, steps, "--noise")
     assert_identical_runs(reference, killed, steps)
 
@@ -66,8 +65,7 @@ def test_cosine_decay_logs_closed_form_learning_rates_and_resumes_exactly(tmp_pa
 
     killed = tmp_path / "killed"
     kill_after_first_checkpoint(
-        [sys.executable, str(FIXTURE), str(killed), str(steps), "--cosine-from", str(start),
-         "--step-delay", "0.05"],
+        [sys.executable, str(FIXTURE), str(killed), str(steps), "--cosine-from", str(start)],
         killed, ENV, steps,
     )  # fmt: skip
     _run(killed, steps, "--cosine-from", str(start))

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from cospeech.errors import CheckpointError, InputError
-from cospeech.models.vae import TinyVideoVAE, VideoVAE, latent_frames, video_frames
+from cospeech.latent_geometry import latent_frames, video_frames
+from cospeech.models.vae import TinyVideoVAE, VideoVAE
 from cospeech.models.vae.layers import (
     CausalState,
     CausalTimeMix,
@@ -88,21 +89,29 @@ def test_rejects_bad_latents_and_chunks(vae):
         stream.push(torch.zeros(1, 3, 5, 32, 32))
 
 
+def input_gradient(output: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """``d <w, output> / d inputs`` for a fixed random cotangent ``w`` shaped like ``output``."""
+    weights = torch.randn(output.shape, generator=torch.Generator().manual_seed(0))
+    return torch.autograd.grad(output, inputs, weights, retain_graph=True)[0]
+
+
 def test_encoder_and_decoder_are_causal(vae):
-    frames = smooth_video(batch=1)
-    changed = frames.clone()
-    changed[:, :, 5:] = -changed[:, :, 5:]  # frames 5..8 belong to latent frame 2
-    with torch.no_grad():
-        a, b = vae.encode(frames), vae.encode(changed)
-    torch.testing.assert_close(a[:, :, :2], b[:, :, :2], atol=0, rtol=0)
-    assert float((a[:, :, 2] - b[:, :, 2]).abs().max()) > 1e-3
-    latents = torch.randn(1, 4, 3, 4, 4)
-    other = latents.clone()
-    other[:, :, 2] += 1.0
-    with torch.no_grad():
-        x, y = vae.decode(latents), vae.decode(other)
-    torch.testing.assert_close(x[:, :, :5], y[:, :, :5], atol=0, rtol=0)
-    assert float((x[:, :, 5:] - y[:, :, 5:]).abs().max()) > 1e-3
+    """Structural check: the gradient of early outputs w.r.t. later inputs is exactly zero,
+    since no operation reads a later frame (each contribution to it is an exact zero); the
+    gradient w.r.t. the frames they do read is not."""
+    frames = smooth_video(batch=1).requires_grad_()  # frames 5..8 make latent frame 2
+    latents, _ = vae.encode_posterior(frames)
+    early = input_gradient(latents[:, :, :2], frames)
+    late = input_gradient(latents[:, :, 2:], frames)
+    assert not early[:, :, 5:].any()
+    assert all(early[:, :, f].any() for f in range(5))
+    assert all(late[:, :, f].any() for f in range(5, 9))
+    normalised = torch.randn(1, 4, 3, 4, 4).requires_grad_()
+    video = vae.decode_raw(vae.denormalize(normalised))  # unclamped, so no gradient is cut
+    early = input_gradient(video[:, :, :5], normalised)  # frames 0..4 from latents 0, 1
+    late = input_gradient(video[:, :, 5:], normalised)
+    assert not early[:, :, 2].any()
+    assert early[:, :, 0].any() and early[:, :, 1].any() and late[:, :, 2].any()
 
 
 @pytest.mark.parametrize("chunks", [(1, 1, 1, 1, 1, 1), (2, 1, 3), (3, 3), (6,)])
@@ -114,6 +123,8 @@ def test_streaming_decode_equals_one_piece_decode(vae, chunks):
         stream = vae.decode_stream()
         parts = [stream.push(part) for part in latents.split(list(chunks), dim=2)]
     assert parts[0].shape[2] == 1 + 4 * (chunks[0] - 1)
+    # Convolutions over other frame counts may pick other kernels: fp32, 1e-5 x the output
+    # scale (frames in [-1, 1]; 3e-7 seen for another batch size).
     torch.testing.assert_close(torch.cat(parts, dim=2), reference, atol=1e-5, rtol=0)
     torch.testing.assert_close(vae.decode(latents), reference, atol=1e-5, rtol=0)
 
@@ -126,6 +137,7 @@ def test_streaming_encode_equals_one_piece_encode(vae, chunks):
         reference = vae.normalize(mean)
         stream = vae.encode_stream()
         parts = [stream.push(part) for part in frames.split(list(chunks), dim=2)]
+    # As for decoding: fp32, 1e-5 x the latents' scale (|z| < 2, rms 0.45).
     torch.testing.assert_close(torch.cat(parts, dim=2), reference, atol=1e-5, rtol=0)
     torch.testing.assert_close(vae.encode(frames), reference, atol=1e-5, rtol=0)
 
@@ -169,7 +181,9 @@ def test_causal_time_mix_equals_a_padded_conv3d():
     expected = F.conv3d(F.pad(video, (0, 0, 0, 0, 2, 0)), weight, layer.proj.bias)
     stack = video.permute(0, 2, 3, 4, 1).flatten(0, 1)
     got = layer(stack, CausalState(2)).view(2, 6, 4, 4, 5).permute(0, 4, 1, 2, 3)
-    torch.testing.assert_close(got, expected, atol=1e-6, rtol=0)
+    # A linear layer vs a convolution (other summation order): fp32, 1e-5 x the output scale
+    # (|out| < 1.5; 1.2e-7 seen); a misplaced kernel tap changes values by O(0.1).
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
 
 
 def test_time_resamplers_group_frames_as_wan_does():
@@ -202,9 +216,13 @@ def test_save_and_load_round_trip(vae, tmp_path):
     vae.save_pretrained(tmp_path / "vae")
     assert json.loads((tmp_path / "vae" / "config.json").read_text())["widths"] == [8, 16, 16]
     loaded = TinyVideoVAE.from_pretrained(tmp_path / "vae")
+    for name, value in vae.state_dict().items():  # saved and loaded bytes: exact
+        assert torch.equal(loaded.state_dict()[name], value), name
     latents = torch.randn(1, 4, 2, 4, 4)
     with torch.no_grad():
-        torch.testing.assert_close(loaded.decode(latents), vae.decode(latents), atol=0, rtol=0)
+        # Two instances (loaded tensors sit elsewhere in memory, which may steer oneDNN to
+        # other kernels): fp32, 1e-5 x the frames' scale [-1, 1].
+        torch.testing.assert_close(loaded.decode(latents), vae.decode(latents), atol=1e-5, rtol=0)
     vae.save_pretrained(tmp_path / "half", dtype=torch.float16)
     weights = load_file(str(tmp_path / "half" / "model.safetensors"))
     assert all(t.dtype == torch.float16 for t in weights.values())

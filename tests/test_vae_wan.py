@@ -47,6 +47,13 @@ def frames(num_frames: int = 9, seed: int = 0) -> torch.Tensor:
     return torch.rand(2, 3, num_frames, 16, 24, generator=gen) * 2 - 1
 
 
+# WanVAE runs diffusers' modules, but as another instance loaded from the saved files, whose
+# tensors sit elsewhere in memory; BLAS/oneDNN may then pick other kernels (other summation
+# orders) on some CPUs. fp32 tolerance: 1e-5 x the outputs' scale (latents |z| < 1.3,
+# frames in [-1, 1]); 0 seen on this machine, ~1e-6 relative across instances elsewhere.
+ACROSS_INSTANCES = 1e-5
+
+
 def by_hand_mean_std():
     return torch.tensor(MEAN).view(1, -1, 1, 1, 1), torch.tensor(STD).view(1, -1, 1, 1, 1)
 
@@ -60,10 +67,11 @@ def test_encode_equals_diffusers_with_normalisation(saved, wan):
     latents = wan.encode(x)
     assert isinstance(wan, VideoVAE) and wan.latent_channels == 4
     assert latents.shape == (2, 4, 3, 2, 3) == wan.latent_shape(x.shape)
-    torch.testing.assert_close(latents, expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(latents, expected, atol=ACROSS_INSTANCES, rtol=0)
     image = x[:, :, :1]
+    # One frame through the streaming path is the one-piece computation: fp32, as below.
     torch.testing.assert_close(
-        wan.encode_stream().push(image), wan.encode(image), atol=1e-6, rtol=0
+        wan.encode_stream().push(image), wan.encode(image), atol=1e-5, rtol=0
     )
 
 
@@ -75,7 +83,7 @@ def test_decode_equals_diffusers_with_normalisation(saved, wan):
     expected = model.decode(latents * std + mean).sample
     out = wan.decode(latents)
     assert out.shape == (2, 3, 9, 16, 24)
-    torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(out, expected, atol=ACROSS_INSTANCES, rtol=0)
 
 
 @torch.no_grad()
@@ -85,7 +93,9 @@ def test_streaming_decode_equals_full_decode(wan, chunks):
     reference = wan.decode(latents)
     stream = wan.decode_stream()
     parts = [stream.push(part) for part in latents.split(list(chunks), dim=2)]
-    torch.testing.assert_close(torch.cat(parts, dim=2), reference, atol=1e-5, rtol=0)
+    # The cached causal path vs one piece through a deep decoder: fp32 rounding grows layer
+    # by layer (2.6e-6 seen on frames in [-1, 1]), so 3e-5; a cache error is O(0.1).
+    torch.testing.assert_close(torch.cat(parts, dim=2), reference, atol=3e-5, rtol=0)
 
 
 @torch.no_grad()
@@ -95,6 +105,7 @@ def test_streaming_encode_equals_full_encode(wan, chunks):
     reference = wan.encode(x)
     stream = wan.encode_stream()
     parts = [stream.push(part) for part in x.split(list(chunks), dim=2)]
+    # fp32, 1e-5 x the latents' scale (|z| < 1.3; 1.2e-7 seen).
     torch.testing.assert_close(torch.cat(parts, dim=2), reference, atol=1e-5, rtol=0)
 
 

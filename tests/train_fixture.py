@@ -92,21 +92,12 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--noise", action="store_true")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--grad-accum", type=int, default=1)
-    parser.add_argument("--step-delay", type=float, default=0.0)
     parser.add_argument("--cosine-from", type=int, default=None)
     args = parser.parse_args(argv)
+    # One thread: the reference and the killed-and-resumed run must be bit-identical, so
+    # they run the same kernels with the same work split (the tests also set OMP_NUM_THREADS).
     torch.set_num_threads(1)
     stage = RegressionStage(noise=args.noise)
-    if args.step_delay:
-        import time
-
-        inner = stage.loss
-
-        def slow_loss(model, batch, step):
-            time.sleep(args.step_delay)
-            return inner(model, batch, step)
-
-        stage.loss = slow_loss
     config = make_config(args.steps, args.batch_size, args.grad_accum, args.cosine_from)
     Trainer(stage, config, args.run_dir).run()
 

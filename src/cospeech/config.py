@@ -121,6 +121,8 @@ def load_config(
         data = to_dict(presets[str(source)])
     else:
         path = Path(source)
+        if path.is_dir():
+            raise InputError(f"config {source!s}: is a folder, not a file")
         if not path.is_file():
             names = f"; presets: {sorted(presets)}" if presets else ""
             raise InputError(f"config {source!s}: no such file or preset{names}")

@@ -2,9 +2,12 @@
 
 sim = pose_frame_similarity(pose)                 # [T, T]   (cospeech.pose.similarity)
 frame_mask = global_frame_mask(sim, k=4)          # Eq. 2
-labels = region_token_labels(pose)                # [T, h, w] (cospeech.pose.raster)
-plan = SparsePlan.build(frame_mask, labels)       # region sort + 128-blocks
+regions = region_token_masks(pose)                # [T, h, w] bitmasks (cospeech.pose.raster)
+plan = SparsePlan.build(frame_mask, regions)      # region sort + 128-blocks
 out = sparse_attention(q, k, v, plan)             # [B, H, L, D], original order
+
+``pose_plan(pose, k=4)`` (:mod:`cospeech.attention.pose_plan`) does the first four lines
+at video -> latent frame resolution and logs the plan's density.
 """
 
 from cospeech.attention.kernels import (

@@ -2,7 +2,8 @@
 
 A pose sequence (a ``.npz``, the synthetic corpus's motion rules, or a built-in moving
 upper body) gives the frame similarity -> global mask (K most similar past frames) and the
-region labels on the latent token grid; :class:`SparsePlan` pools them to blocks; each
+region bitmasks on the latent token grid (:func:`cospeech.attention.pose_plan.pose_plan`);
+:class:`SparsePlan` pools them to blocks; each
 backend runs on random ``q, k, v`` of the shape's size. The baseline is unmasked dense
 SDPA, the real alternative to sparse attention.
 """
@@ -20,14 +21,14 @@ import torch
 import torch.nn.functional as F
 
 from cospeech.attention.kernels import resolve_backend, sparse_attention
-from cospeech.attention.masks import global_frame_mask, latent_frame_similarity
-from cospeech.attention.plan import DEFAULT_BLOCK_SIZE, SparsePlan
+from cospeech.attention.plan import SparsePlan
+from cospeech.attention.pose_plan import pose_plan as pose_plan  # re-exported for the CLI
 from cospeech.errors import InputError
+from cospeech.latent_geometry import SPACE_STRIDE, video_frames
 from cospeech.pose import schema as s
 from cospeech.pose.sequence import PoseSequence
 
-TIME_STRIDE = 4  # causal video VAE: latent frames = 1 + (video frames - 1) / 4
-TOKEN_STRIDE = 16  # VAE x8 in space, then 2x2 patches: one token per 16x16 pixels
+TOKEN_STRIDE = 2 * SPACE_STRIDE  # VAE x8 in space, then 2x2 patches: 16x16 pixels a token
 SDPA_ROW = "sdpa (dense, no mask)"
 
 
@@ -57,7 +58,7 @@ class BenchShape:
 
     @property
     def video_frames(self) -> int:
-        return 1 + TIME_STRIDE * (self.latent_frames - 1)
+        return video_frames(self.latent_frames)
 
     def describe(self) -> str:
         return (
@@ -241,20 +242,6 @@ def bench_pose(
         return pose, f"motion rules (cospeech.motion.rules) speaking {BENCH_TEXT!r} (seed {seed})"
     pose = synthetic_pose(frames, shape.width, shape.height, seed=seed)
     return pose, f"built-in synthetic upper body (seed {seed}): smooth random arm/hand/head motion"
-
-
-def pose_plan(
-    pose: PoseSequence, k: int = 4, block_size: int = DEFAULT_BLOCK_SIZE, exact: bool = False
-) -> SparsePlan:
-    """Pose -> latent-frame similarity -> global mask (K) + region labels -> :class:`SparsePlan`."""
-    from cospeech.pose.raster import region_token_labels
-    from cospeech.pose.similarity import pose_frame_similarity
-
-    similarity = latent_frame_similarity(pose_frame_similarity(pose), TIME_STRIDE)
-    labels = region_token_labels(
-        pose, time_stride=TIME_STRIDE, space_stride=TOKEN_STRIDE // 2, patch=(1, 2, 2)
-    )
-    return SparsePlan.build(global_frame_mask(similarity, k=k), labels, block_size, exact)
 
 
 def force_density(

@@ -64,10 +64,12 @@ def _pyav_read(path: Path, max_duration_s: float, sample_rate: int) -> np.ndarra
     """Mono float32 samples at ``sample_rate`` through PyAV (FFmpeg)."""
     import av
 
+    from cospeech.media.video import _reason  # FFmpeg's words, without errno and file name
+
     try:
         container = av.open(str(path))
     except (av.FFmpegError, UnicodeDecodeError, ValueError) as exc:
-        raise InputError(f"audio {path}: not an audio file ({exc})") from None
+        raise InputError(f"audio {path}: not an audio file ({_reason(exc)})") from None
     with contextlib.closing(container):
         if not container.streams.audio:
             raise InputError(f"audio {path}: not an audio file (no audio stream)")
@@ -94,7 +96,7 @@ def _pyav_read(path: Path, max_duration_s: float, sample_rate: int) -> np.ndarra
                     )
             chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
         except av.FFmpegError as exc:
-            raise InputError(f"audio {path}: cannot be decoded ({exc})") from None
+            raise InputError(f"audio {path}: cannot be decoded ({_reason(exc)})") from None
     return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
 
 
@@ -144,13 +146,17 @@ def normalize_loudness(audio: np.ndarray, sample_rate: int, config: AudioConfig)
 def load_audio(path: str | Path, config: AudioConfig | None = None) -> np.ndarray:
     """Speech from ``path`` as mono float32 ``[N]`` at ``config.sample_rate``, normalised.
 
-    ``InputError`` for a missing file, a file that is not audio, no samples, or more than
-    ``config.max_duration_s`` seconds.
+    ``InputError`` for a missing file, a folder, an empty file, a file that is not audio,
+    no samples, or more than ``config.max_duration_s`` seconds.
     """
     config = config or AudioConfig()
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"audio {path}: is a folder, not a file")
     if not path.is_file():
         raise InputError(f"audio {path}: no such file")
+    if path.stat().st_size == 0:
+        raise InputError(f"audio {path}: the file is empty (0 bytes)")
     read = _soundfile_read(path, config.max_duration_s)
     if read is not None:
         data, rate = read

@@ -17,7 +17,6 @@ def _load() -> str:
 
 def _run(args: argparse.Namespace) -> int:
     import torch
-    from tqdm import tqdm
 
     from cospeech.attention.bench import (
         SHAPES,
@@ -31,29 +30,20 @@ def _run(args: argparse.Namespace) -> int:
         run_bench,
     )
     from cospeech.attention.kernels import BACKENDS
-    from cospeech.errors import InputError
+    from cospeech.device import resolve_device
+    from cospeech.errors import InputError, check_range
+    from cospeech.motion.generate import MAX_SEED
+    from cospeech.progress import Progress
 
-    if args.device is None:
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        try:
-            device = torch.device(args.device)
-        except RuntimeError:
-            raise InputError(f"--device {args.device}: unknown device (use cpu or cuda)") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise InputError(
-                f"--device {args.device}: CUDA is not available on this machine (use --device cpu)"
-            )
+    device = resolve_device(args.device)
     shapes = args.shape or (["quick"] if args.quick else ["cpu"])
     repeats = args.repeats if args.repeats is not None else (3 if args.quick else 5)
-    if repeats < 1:
-        raise InputError(f"--repeats must be >= 1, got {repeats}")
-    if args.k < 0:
-        raise InputError(f"--k must be >= 0, got {args.k}")
-    if args.block_size < 1:
-        raise InputError(f"--block-size must be >= 1, got {args.block_size}")
+    check_range("--repeats", repeats, 1)
+    check_range("--k", args.k, 0)
+    check_range("--block-size", args.block_size, 1)
+    check_range("--seed", args.seed, 0, MAX_SEED)
     if args.density is not None and not 0 < args.density <= 1:
-        raise InputError(f"--density must be in (0, 1], got {args.density}")
+        raise InputError(f"--density must be in (0, 1], got {args.density:g}")
     if args.backends:
         backends = args.backends.split(",")
     else:  # --quick skips flex on CPU: its first compile alone takes ~20 s
@@ -63,8 +53,7 @@ def _run(args: argparse.Namespace) -> int:
         raise InputError(f"--backends: unknown {unknown}; choose from {', '.join(BACKENDS)}")
 
     if args.threads is not None:
-        if args.threads < 1:
-            raise InputError(f"--threads must be >= 1, got {args.threads}")
+        check_range("--threads", args.threads, 1)
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads() if device.type == "cpu" else None
     print(f"device: {device}" + (f" ({threads} threads)" if threads else ""))
@@ -82,11 +71,11 @@ def _run(args: argparse.Namespace) -> int:
         print(f"pose: {source}; K = {args.k}; {len(pose)} video frames")
         for title, p in plans:
             print(f"\n-- {title}: {describe_plan(p)}")
-            with tqdm(total=None, desc=name, leave=False, disable=None) as bar:
+            with Progress(f"bench {name}", None, "timing", leave=False) as bar:
                 load = _load()
                 rows = run_bench(
                     shape, p, backends, repeats, device, check=args.check, backward=args.backward,
-                    progress=lambda what, bar=bar: (bar.set_postfix_str(what), bar.update()),
+                    progress=lambda what, bar=bar: (bar.set_postfix(what), bar.update()),
                 )  # fmt: skip
             print(format_table(rows))
             flops = attention_flops(shape) * (3.5 if args.backward else 1.0)
@@ -117,8 +106,10 @@ def register(tree) -> None:
         "--backends", help="comma-separated: dense,gather,flex,flashinfer "
         "(default: gather,flex on CPU; flex,gather[,flashinfer] on CUDA)",
     )  # fmt: skip
-    parser.add_argument("--k", type=int, default=4, help="K most similar past frames (default 4)")
-    parser.add_argument("--repeats", type=int, help="timed rounds per backend (default 5)")
+    parser.add_argument("--k", type=int, default=4, help="K most similar past frames")
+    parser.add_argument(
+        "--repeats", type=int, help="timed rounds per backend (default 5; 3 with --quick)"
+    )
     parser.add_argument("--device", help="cpu or cuda (default: cuda if available)")
     parser.add_argument(
         "--threads", type=int,
@@ -139,7 +130,7 @@ def register(tree) -> None:
         help="how --density adds blocks: to query blocks sharing a key set together "
         "(structured like real masks, default) or to each query block alone",
     )  # fmt: skip
-    parser.add_argument("--block-size", type=int, default=128, help="block size (default 128)")
+    parser.add_argument("--block-size", type=int, default=128, help="attention block size")
     parser.add_argument("--exact", action="store_true", help="mask partial blocks exactly")
     parser.add_argument(
         "--backward", action="store_true", help="time forward + backward (training)"

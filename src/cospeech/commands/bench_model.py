@@ -17,7 +17,7 @@ def register(tree) -> None:
         run,
         group_help="speed benchmarks",
     )
-    parser.add_argument("--preset", default="demo", help="preset name or YAML config (demo)")
+    parser.add_argument("--preset", default="demo", help="preset name or YAML config")
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -26,33 +26,39 @@ def register(tree) -> None:
         metavar="KEY=VALUE",
         help="config override, repeatable (e.g. --set num_layers=10)",
     )
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (cpu)")
-    parser.add_argument("--dtype", choices=DTYPES, default="float32")
-    parser.add_argument("--frames", type=int, default=49, help="video frames, 1 + 4k (49)")
-    parser.add_argument("--size", default="128x128", help="HxW pixels, multiple of 16")
-    parser.add_argument("--attention", choices=ATTENTION_CHOICES, default="dense")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
+    parser.add_argument("--dtype", choices=DTYPES, default="float32", help="weights and inputs")
+    parser.add_argument("--frames", type=int, default=49, help="video frames, 1 + 4k")
+    parser.add_argument("--size", default="128x128", help="HxW pixels, multiples of 16")
+    parser.add_argument(
+        "--attention", choices=ATTENTION_CHOICES, default="dense", help="attention mode"
+    )
     parser.add_argument("--chunk-frames", type=int, default=3, help="latent frames per chunk")
-    parser.add_argument("--steps", type=int, default=2, help="student denoising steps (2)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs, median (3)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--steps", type=int, default=2, help="student denoising steps")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs; the median is reported")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
-    from tqdm import tqdm
 
+    from cospeech.errors import check_range
     from cospeech.models.bench import benchmark_model, parse_size
     from cospeech.models.config import load_video_dit_config
+    from cospeech.progress import Progress
 
     if args.threads is not None:
-        torch.set_num_threads(max(1, args.threads))
+        check_range("--threads", args.threads, 1)
+        torch.set_num_threads(args.threads)
     config = load_video_dit_config(args.preset, args.overrides)
     height, width = parse_size(args.size)
-    with tqdm(total=5, desc="bench model", leave=False, disable=None) as bar:
+    phases = 6 if args.attention == "sparse" else 5
+    with Progress("bench model", phases, "phase", leave=False) as bar:
 
-        def progress(message: str) -> None:
-            bar.set_description(message)
-            bar.update(1)
+        def progress(message: str) -> None:  # called as each phase starts
+            if bar.postfix:
+                bar.update(1)
+            bar.set_postfix(message)
 
         result = benchmark_model(
             config,
@@ -67,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
             repeats=args.repeats,
             progress=progress,
         )
+        bar.update(1)
     print(f"preset: {args.preset}" + (f" ({', '.join(args.overrides)})" if args.overrides else ""))
     print(result.format())
     return 0

@@ -7,11 +7,27 @@ import dataclasses
 
 from cospeech.errors import InputError
 
+# What --help shows as each option's default: the values of the presets in
+# cospeech.data.prepare.PREPARE_PRESETS (that module loads only when the command runs;
+# tests/test_errors_runs.py checks that these agree with it).
+DEFAULTS = {
+    "face_confidence": "0.9", "upper_body_confidence": "0.8; --filter paper only",
+    "upper_body_visibility": "0.9; --filter paper only", "min_frames": "25",
+    "max_frames": "250", "size": "512", "margin": "0.2 with --filter paper, 0.5 with face-only",
+    "backend": "mediapipe", "pose_model": "none; --backend onnx needs one",
+    "test_fraction": "0",
+}  # fmt: skip
+UPPER_BODY_FLAGS = ("upper_body_confidence", "upper_body_visibility")
+
 
 def _run(args: argparse.Namespace) -> int:
     from cospeech.data.prepare import PREPARE_PRESETS, prepare_dataset
 
     config = PREPARE_PRESETS[args.filter]
+    for name in UPPER_BODY_FLAGS:
+        if getattr(args, name) is not None and not config.filter.use_upper_body:
+            flag = "--" + name.replace("_", "-")
+            raise InputError(f"{flag} does nothing with --filter {args.filter} (face only)")
     thresholds = {
         "face_confidence": args.face_confidence,
         "upper_body_confidence": args.upper_body_confidence,
@@ -35,8 +51,6 @@ def _run(args: argparse.Namespace) -> int:
         require_audio=args.require_audio,
         **{k: v for k, v in options.items() if v is not None},
     )
-    if config.backend == "onnx" and config.pose_model is None:
-        raise InputError("--backend onnx needs --pose-model FILE.onnx (DWPose or RTMW)")
     summary = prepare_dataset(args.src, args.out, config, progress=not args.quiet)
     print("\n".join(summary.lines()))
     if summary.failures and not summary.processed and not summary.already_done:
@@ -60,19 +74,25 @@ def register(tree) -> None:
         "--filter", default="paper", choices=["paper", "face-only"],
         help="frame filter preset: paper (face + upper body) or face-only (talking heads)",
     )  # fmt: skip
-    parser.add_argument("--face-confidence", type=float, help="mean face confidence above this")
-    parser.add_argument("--upper-body-confidence", type=float, help="mean upper-body confidence")
+    options = {
+        "face_confidence": (float, "keep frames whose mean face confidence is above this"),
+        "upper_body_confidence": (float, "keep frames whose upper-body confidence is above this"),
+        "upper_body_visibility": (float, "keep frames with this share of upper-body points seen"),
+        "min_frames": (int, "shortest clip kept (frames)"),
+        "max_frames": (int, "longer runs are cut into clips this long (frames)"),
+        "size": (int, "clip side in pixels (even)"),
+        "margin": (float, "crop margin per side, share of the extent"),
+        "pose_model": (str, "DWPose / RTMW whole-body .onnx"),
+        "test_fraction": (float, "share of speakers in the test split"),
+    }  # fmt: skip
+    for name, (kind, text) in options.items():
+        flag = "--" + name.replace("_", "-")
+        parser.add_argument(flag, type=kind, help=f"{text} (default: {DEFAULTS[name]})")
     parser.add_argument(
-        "--upper-body-visibility", type=float, help="share of upper-body points in view"
-    )
-    parser.add_argument("--min-frames", type=int, help="shortest clip kept (frames)")
-    parser.add_argument("--max-frames", type=int, help="longer runs are cut into clips this long")
-    parser.add_argument("--size", type=int, help="clip side in pixels (even)")
-    parser.add_argument("--margin", type=float, help="crop margin per side, share of the extent")
-    parser.add_argument("--backend", choices=["mediapipe", "onnx"], help="keypoint backend")
-    parser.add_argument("--pose-model", help="DWPose / RTMW whole-body .onnx (--backend onnx)")
+        "--backend", choices=["mediapipe", "onnx"],
+        help=f"keypoint backend (default: {DEFAULTS['backend']})",
+    )  # fmt: skip
     parser.add_argument(
         "--require-audio", action="store_true", help="skip sources without an audio track"
     )
-    parser.add_argument("--test-fraction", type=float, help="share of speakers in the test split")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -8,10 +8,10 @@ import argparse
 def _run(args: argparse.Namespace) -> int:
     import time
 
-    from tqdm import tqdm
-
+    from cospeech.atomic import check_writable
     from cospeech.data.synth.corpus import CorpusConfig, write_corpus
-    from cospeech.errors import InputError
+    from cospeech.errors import InputError, count
+    from cospeech.progress import Progress
 
     if args.workers < 1:
         raise InputError(f"--workers must be >= 1, got {args.workers}")
@@ -24,8 +24,10 @@ def _run(args: argparse.Namespace) -> int:
         val_fraction=args.val_fraction,
         test_fraction=args.test_fraction,
     )
+    if args.contact_sheet:  # before the long work, not after
+        check_writable(args.contact_sheet)
     start = time.perf_counter()
-    with tqdm(total=config.clips, desc="clips", unit="clip", disable=None) as bar:
+    with Progress("data synth", config.clips, "clip") as bar:
         entries = write_corpus(
             args.out, config, workers=args.workers, progress=lambda n: bar.update(n - bar.n)
         )
@@ -36,7 +38,7 @@ def _run(args: argparse.Namespace) -> int:
     splits = {s: sum(e.split == s for e in entries) for s in ("train", "val", "test")}
     seconds = sum(e.duration for e in entries)
     print(
-        f"{len(entries)} clips ({seconds:.0f} s of speech; "
+        f"{count(len(entries), 'clip')} ({seconds:.0f} s of speech; "
         + ", ".join(f"{k} {v}" for k, v in splits.items())
         + f") in {args.out}, {time.perf_counter() - start:.1f} s"
     )
@@ -67,5 +69,6 @@ def register(tree) -> None:
         "--test-fraction", type=float, default=0.2, help="share of speakers in test (default 0.2)"
     )
     p.add_argument(
-        "--contact-sheet", metavar="PNG", help="also write a grid of frames with keypoints"
-    )
+        "--contact-sheet", metavar="PNG",
+        help="also write a grid of frames with keypoints (.png, or .jpg; default: none)",
+    )  # fmt: skip

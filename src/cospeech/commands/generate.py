@@ -6,59 +6,106 @@ import argparse
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    import sys
 
-    from cospeech.pipeline.generate import GenerateOptions, check_output_path, generate
+    from cospeech.atomic import check_output
+    from cospeech.errors import InputError
+    from cospeech.pipeline.generate import GenerateOptions, generate
+    from cospeech.pipeline.generator import generate_stream
 
+    to_stdout = args.output == "-"
+    if to_stdout and not args.stream:
+        raise InputError("-o - (standard output) needs --stream: a plain mp4 is not streamable")
     if args.contact_sheet:
-        check_output_path(Path(args.contact_sheet), ".png")
+        if to_stdout:
+            raise InputError("--contact-sheet needs -o FILE.mp4, not -o -")
+        check_output(args.contact_sheet, ".png")
+        from cospeech.eval.video.faces import FaceAnalyzer
+
+        FaceAnalyzer(descriptors=False)  # fails before the long work when dlib is missing
 
     options = GenerateOptions(
         steps=args.steps, guidance=args.guidance, seed=args.seed, fps=args.fps, size=args.size,
         learned_motion=not args.rule_motion,
     )  # fmt: skip
-    result = generate(
+    run = generate_stream if args.stream else generate
+    result = run(
         args.audio, args.image, args.output, options, reference_pose=args.reference_pose,
         save_pose=args.save_pose, model=args.model,
     )  # fmt: skip
-    print(result.summary())
+    # With -o - standard output carries the video: the summary goes to stderr.
+    report = sys.stderr if to_stdout else sys.stdout
+    print(result.summary(), file=report)
     if args.contact_sheet:
-        _write_contact_sheet(args.audio, result, args.contact_sheet)
+        from cospeech.eval.contact_sheet import write_contact_sheet
+
+        sheet = args.contact_sheet
+        write_contact_sheet(result.path, result.keypoints, args.audio, result.fps, sheet)
+        print(f"wrote {args.contact_sheet}")
     return 0
-
-
-def _write_contact_sheet(audio_path: str, result, path: str) -> None:
-    import numpy as np
-    from PIL import Image
-
-    from cospeech.atomic import atomic_path
-    from cospeech.audio.load import SAMPLE_RATE, load_audio
-    from cospeech.eval.contact_sheet import contact_sheet
-    from cospeech.media.video import iter_frames
-
-    frames = np.stack(list(iter_frames(result.path)))
-    sheet = contact_sheet(frames, result.keypoints, load_audio(audio_path), SAMPLE_RATE, result.fps)
-    with atomic_path(path, suffix=".png") as tmp:
-        Image.fromarray(sheet).save(tmp, format="PNG", optimize=True)
-    print(f"wrote {path}")
 
 
 def register(tree) -> None:
     parser = tree.command(
         "generate", "make a talking, gesturing video from speech and one photo", _run
     )
+    from cospeech.diffusion.schedule import NUM_TRAIN_TIMESTEPS
+    from cospeech.motion.generate import FPS_RANGE, MAX_SEED
+    from cospeech.pipeline.bundle import SamplingSettings
+    from cospeech.pipeline.generate import POSE_SIDE_MULTIPLE
+    from cospeech.shipped import ASSETS, TEACHER_DIR
+
+    demo = SamplingSettings.load(ASSETS / TEACHER_DIR)  # the shipped defaults, for the help
     parser.add_argument("--audio", required=True, help="speech (wav, mp3, flac, ...)")
     parser.add_argument("--image", required=True, help="reference photo of the speaker")
-    parser.add_argument("-o", "--output", required=True, help="output video (.mp4)")
-    parser.add_argument("--steps", type=int, help="Euler steps (default: the model's)")
-    parser.add_argument("--guidance", type=float, help="guidance scale (1 = none)")
-    parser.add_argument("--seed", type=int, default=0, help="noise and motion seed")
-    parser.add_argument("--fps", type=float, help="frame rate (default 25)")
-    parser.add_argument("--size", type=int, help="frame side in pixels (default: the model's)")
-    parser.add_argument("--save-pose", help="also write the driving keypoints (.npz)")
     parser.add_argument(
-        "--reference-pose", help="keypoints of the photo (.npz) instead of detecting them"
+        "-o", "--output", required=True,
+        help="output video (.mp4); with --stream, - writes it to standard output",
+    )  # fmt: skip
+    parser.add_argument(
+        "--steps", type=int,
+        help=f"Euler steps, 1-{NUM_TRAIN_TIMESTEPS} (default: the model's; demo {demo.steps})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--guidance", type=float,
+        help=f"guidance scale >= 1, 1 = none (default: the model's; demo {demo.guidance:g})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--seed", type=int, default=0,
+        help=f"noise and motion seed, 0-{MAX_SEED} (default: %(default)s)",
+    )  # fmt: skip
+    low, high = FPS_RANGE
+    parser.add_argument(
+        "--fps", type=float,
+        help=f"frame rate, {low:g}-{high:g} (default: the model's; demo {demo.fps:g})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--size", type=int,
+        help=f"frame side in pixels, a multiple of {POSE_SIDE_MULTIPLE} up to the size the "
+        f"teacher was trained at (default: that size; demo {demo.size})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--save-pose", help="also write the driving keypoints (.npz) (default: not written)"
     )
-    parser.add_argument("--contact-sheet", help="also write a PNG sheet of frames and mouth")
-    parser.add_argument("--model", help="model folder with teacher/ and vae/ (default: demo)")
-    parser.add_argument("--rule-motion", action="store_true", help="use the rule motion baseline")
+    parser.add_argument(
+        "--reference-pose",
+        help="keypoints of the photo (.npz of the photo's size) instead of detecting them "
+        "(default: detected with mediapipe)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--contact-sheet",
+        help="also write a PNG sheet of frames, mouths and a chart of loudness, mouth "
+        "opening (dlib landmarks) and wrists (default: not written)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--model", help="model folder with teacher/ and vae/ (default: the shipped demo models)"
+    )
+    parser.add_argument(
+        "--stream", action="store_true",
+        help="generate window after window and write a fragmented mp4, playable while it "
+        "grows (default: offline, all windows fused at every step)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--rule-motion", action="store_true",
+        help="use the rule motion baseline (default: the learned motion model when installed)",
+    )  # fmt: skip

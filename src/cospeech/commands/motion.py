@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from cospeech.errors import InputError
 
@@ -22,52 +21,49 @@ def _reference(args: argparse.Namespace):
     return pose.slice(0, 1)
 
 
-def draw_video(pose, audio, path: str | Path) -> None:
-    """Skeleton video of ``pose`` with ``audio`` (16 kHz) muxed, written atomically; odd
-    frame sizes are padded to even ones (H.264 needs them)."""
-    import numpy as np
-    from tqdm import tqdm
+def _options(args: argparse.Namespace):
+    """The generation options of the command line (range errors name the flag);
+    ``--chunk-frames`` belongs to ``--streaming``."""
+    from cospeech.motion.generate import MotionOptions
 
-    from cospeech.media.video import VideoWriter
-    from cospeech.pose.draw import draw_pose
-
-    width, height = pose.width + pose.width % 2, pose.height + pose.height % 2
-    with VideoWriter(path, pose.fps, audio=audio) as writer:
-        for keypoints in tqdm(pose.keypoints, desc="draw", unit="frame", leave=False):
-            image = draw_pose(keypoints, pose.width, pose.height)
-            canvas = np.zeros((height, width, 3), np.uint8)
-            canvas[: pose.height, : pose.width] = image
-            writer.add(canvas)
+    if args.chunk_frames is not None and not args.streaming:
+        raise InputError("--chunk-frames is used with --streaming only (offline runs in windows)")
+    chunk = {} if args.chunk_frames is None else {"chunk_frames": args.chunk_frames}
+    return MotionOptions(fps=args.fps, seed=args.seed, threads=args.threads, **chunk)
 
 
 def _run(args: argparse.Namespace) -> int:
+    from cospeech.atomic import check_output
     from cospeech.audio.load import load_audio
-    from cospeech.motion.generate import GenerateOptions, MotionGenerator
+    from cospeech.errors import count
+    from cospeech.motion.generate import MotionGenerator
 
-    if Path(args.output).suffix != ".npz":
-        raise InputError(f"output {args.output}: must end in .npz")
-    if args.draw and Path(args.draw).suffix != ".mp4":
-        raise InputError(f"--draw {args.draw}: must end in .mp4")
+    check_output(args.output, ".npz")  # before the work, not after it
+    if args.draw:
+        check_output(args.draw, ".mp4", name="--draw")
+    options = _options(args)
     audio = load_audio(args.audio)
     reference = _reference(args)
     generator = MotionGenerator.load(args.model)
-    options = GenerateOptions(
-        fps=args.fps, seed=args.seed, threads=args.threads, chunk_frames=args.chunk_frames
-    )
     pose = generator.generate(
         audio, reference, options=options, streaming=args.streaming, progress=True
     )
     pose.save(args.output)
     if args.draw:
-        draw_video(pose, audio, args.draw)
+        from cospeech.pose.draw import write_pose_video
+
+        write_pose_video(pose, args.draw, audio)
     print(
-        f"{args.output}: {len(pose)} frames at {pose.fps:g} fps, {pose.width}x{pose.height}"
-        + (f"; drawn to {args.draw}" if args.draw else "")
+        f"{args.output}: {count(len(pose), 'frame')} at {pose.fps:g} fps, "
+        f"{pose.width}x{pose.height}" + (f"; drawn to {args.draw}" if args.draw else "")
     )
     return 0
 
 
 def register(tree) -> None:
+    from cospeech.motion.generate import DEFAULT_FPS, FPS_RANGE, MAX_SEED, MotionOptions
+
+    chunk, window = MotionOptions.chunk_frames, MotionOptions.window_frames
     p = tree.command(
         "motion", "speech + a reference photo or pose -> whole-body keypoints (pose.npz)", _run
     )
@@ -76,12 +72,28 @@ def register(tree) -> None:
     source.add_argument("--image", help="reference photo of the speaker (keypoints extracted)")
     source.add_argument("--reference-pose", help="reference pose .npz (its first frame)")
     p.add_argument("-o", "--output", required=True, help="pose .npz to write")
-    p.add_argument("--draw", help="also draw the keypoints as an .mp4 with the audio")
-    p.add_argument("--model", help="motion model folder (default: the shipped model)")
-    p.add_argument("--fps", type=float, default=25.0, help="frame rate (default 25)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the gesture sampling")
-    p.add_argument("--streaming", action="store_true", help="use the causal streaming mode")
     p.add_argument(
-        "--chunk-frames", type=int, default=10, help="frames per streaming chunk (default 10)"
+        "--draw", help="also draw the keypoints as an .mp4 with the audio (default: no video)"
     )
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: fastest)")
+    p.add_argument("--model", help="motion model folder (default: the shipped model)")
+    low, high = FPS_RANGE
+    p.add_argument(
+        "--fps", type=float, default=DEFAULT_FPS,
+        help=f"frame rate, {low:g}-{high:g} (default: %(default)g)",
+    )  # fmt: skip
+    p.add_argument(
+        "--seed", type=int, default=0,
+        help=f"seed of the gesture sampling, 0-{MAX_SEED} (default: %(default)s)",
+    )  # fmt: skip
+    p.add_argument(
+        "--streaming", action="store_true",
+        help="use the causal streaming mode (default: offline, bidirectional windows)",
+    )  # fmt: skip
+    p.add_argument(
+        "--chunk-frames", type=int,
+        help=f"frames per streaming chunk, 1-{window}; with --streaming only (default: {chunk})",
+    )  # fmt: skip
+    p.add_argument(
+        "--threads", type=int, default=1,
+        help="torch threads, 1 to the CPU count (default: %(default)s, the fastest)",
+    )  # fmt: skip

@@ -9,29 +9,30 @@ from pathlib import Path
 
 import numpy as np
 
-from cospeech.errors import InputError
+from cospeech.errors import InputError, check_range, count
 
-SHEET_SUFFIXES = (".png", ".jpg", ".jpeg")
 SHEET_COLORS = 256
-SHEET_JPEG_QUALITY = 90
+SHEET_DEFAULTS = {"sheet_frames": 12, "sheet_columns": 4, "sheet_width": 256}
+JPEG_MAX_SIDE = 65500  # libjpeg's JPEG_MAX_DIMENSION: larger JPEGs cannot be written
 
 
 def _extract(args: argparse.Namespace) -> int:
-    from cospeech.atomic import check_writable
-    from cospeech.pose.extract import DEFAULT_SMOOTHING, extract_pose
+    from cospeech.atomic import check_output
+    from cospeech.pose.extract import DEFAULT_SMOOTHING, extract_pose, is_image
 
-    if Path(args.output).suffix != ".npz":
-        raise InputError(f"output {args.output}: must end in .npz")
     if args.pose_model is not None and args.backend != "onnx":
         raise InputError("--pose-model is used with --backend onnx only")
-    check_writable(args.output)  # before the extraction, not after it
+    if args.no_smoothing and is_image(args.input):
+        raise InputError("--no-smoothing is for videos: a photo is one frame, never smoothed")
+    check_output(args.output, ".npz")  # before the extraction, not after it
     smoothing = None if args.no_smoothing else DEFAULT_SMOOTHING
     pose = extract_pose(
         args.input, args.backend, args.pose_model, smoothing=smoothing, progress=True
     )
     pose.save(args.output)
     seen = float((pose.confidence > 0).mean())
-    print(f"{args.output}: {len(pose)} frame(s), {pose.width}x{pose.height}, {seen:.0%} points")
+    size = f"{pose.width}x{pose.height}"
+    print(f"{args.output}: {count(len(pose), 'frame')}, {size}, {seen:.0%} points")
     return 0
 
 
@@ -57,67 +58,73 @@ def _backgrounds(path: str | None, width: int, height: int, count: int) -> Itera
     return itertools.islice(frames, count)
 
 
-def _even(image: np.ndarray) -> np.ndarray:
-    """Pad odd heights/widths by one black row/column (H.264 needs even sizes)."""
-    height, width = image.shape[:2]
-    if height % 2 == 0 and width % 2 == 0:
-        return image
-    return np.pad(image, ((0, height % 2), (0, width % 2), (0, 0)))
+def _sheet_options(args: argparse.Namespace, is_sheet: bool) -> dict[str, int] | None:
+    """The ``--sheet-*`` values (defaults filled in, each >= 1) for a contact sheet; None
+    for a video, where giving any of them is an error (they would do nothing)."""
+    values = {name: getattr(args, name) for name in SHEET_DEFAULTS}
+    given = {name: value for name, value in values.items() if value is not None}
+    if not is_sheet:
+        if given:
+            flag = "--" + next(iter(given)).replace("_", "-")
+            raise InputError(f"{flag} is for a contact sheet (.png/.jpg output), not a video")
+        return None
+    options = {**SHEET_DEFAULTS, **given}
+    for name, value in options.items():
+        check_range("--" + name.replace("_", "-"), value, 1)
+    return options
 
 
-def contact_sheet(images: list[np.ndarray], columns: int, thumb_width: int) -> np.ndarray:
-    """Images ``[H, W, 3]`` of one size -> a grid ``columns`` wide of thumbnails."""
-    import cv2
+def _check_sheet_size(sheet: dict[str, int], pose, suffix: str) -> tuple[int, int]:
+    """``(frames on the sheet, columns)`` (``--sheet-frames`` and ``--sheet-columns`` cut to
+    the pose's frames); InputError when the sheet would exceed Pillow's image-size limit
+    (``MAX_IMAGE_PIXELS``: a larger PNG trips its decompression-bomb check when opened) or,
+    for a JPEG, its format's largest side."""
+    from PIL import Image
 
-    height, width = images[0].shape[:2]
-    thumb_height = round(thumb_width * height / width)
-    thumbs = [
-        cv2.resize(image, (thumb_width, thumb_height), interpolation=cv2.INTER_AREA)
-        for image in images
-    ]
-    thumbs += [np.zeros_like(thumbs[0])] * (-len(thumbs) % columns)
-    rows = [np.concatenate(thumbs[i : i + columns], axis=1) for i in range(0, len(thumbs), columns)]
-    return np.concatenate(rows, axis=0)
+    from cospeech.media.image import JPEG_SUFFIXES, tile_height
+
+    pictures = min(sheet["sheet_frames"], len(pose))
+    columns = min(sheet["sheet_columns"], pictures)
+    thumb = sheet["sheet_width"]
+    width = columns * thumb
+    height = -(-pictures // columns) * tile_height(pose.width, pose.height, thumb)
+    if width * height > Image.MAX_IMAGE_PIXELS:
+        limit = f"Pillow's limit of {Image.MAX_IMAGE_PIXELS / 1e6:.1f} megapixels"
+    elif suffix in JPEG_SUFFIXES and max(width, height) > JPEG_MAX_SIDE:
+        limit = f"JPEG's limit of {JPEG_MAX_SIDE} pixels a side"
+    else:
+        return pictures, columns
+    raise InputError(
+        f"the contact sheet would be {width}x{height} pixels, over {limit}: lower "
+        f"--sheet-width ({thumb}), --sheet-columns ({columns}) or --sheet-frames ({pictures})"
+    )
 
 
 def _draw(args: argparse.Namespace) -> int:
-    from PIL import Image
-    from tqdm import tqdm
-
-    from cospeech.atomic import atomic_path, check_writable
-    from cospeech.media.video import VideoWriter
-    from cospeech.pose.draw import draw_pose
+    from cospeech.atomic import check_output
+    from cospeech.media.image import IMAGE_SUFFIXES, evenly_spaced, image_grid, write_image
+    from cospeech.pose.draw import draw_pose, write_pose_video
     from cospeech.pose.sequence import PoseSequence
 
     out = Path(args.output)
-    if out.suffix.lower() not in (".mp4", *SHEET_SUFFIXES):
-        raise InputError(f"output {out}: must end in .mp4 (video) or .png/.jpg (contact sheet)")
-    for name in ("sheet_frames", "sheet_columns", "sheet_width"):
-        if getattr(args, name) < 1:
-            raise InputError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    check_writable(out)
+    check_output(out, ".mp4", *IMAGE_SUFFIXES)
+    sheet = _sheet_options(args, out.suffix.lower() in IMAGE_SUFFIXES)
     pose = PoseSequence.load(args.pose)
     frames = _backgrounds(args.video, pose.width, pose.height, len(pose))
-    drawn = (
-        draw_pose(kp, pose.width, pose.height, canvas=frame)
-        for kp, frame in zip(pose.keypoints, frames, strict=False)
-    )
-    if out.suffix.lower() in SHEET_SUFFIXES:
-        picks = set(np.linspace(0, len(pose) - 1, min(args.sheet_frames, len(pose))).round())
-        images = [image for t, image in enumerate(drawn) if t in picks]
-        sheet = contact_sheet(images, args.sheet_columns, args.sheet_width)
-        image = Image.fromarray(sheet)
-        with atomic_path(out) as tmp:
-            if out.suffix.lower() == ".png":  # a preview: 256 colours keep the file small
-                image.quantize(SHEET_COLORS).save(tmp, format="PNG", optimize=True)
-            else:
-                image.save(tmp, format="JPEG", quality=SHEET_JPEG_QUALITY)
-        print(f"{out}: {len(images)} of {len(pose)} frames on a contact sheet")
+    if sheet is not None:
+        pictures, columns = _check_sheet_size(sheet, pose, out.suffix.lower())
+        picks = set(evenly_spaced(len(pose), pictures).tolist())
+        images = (
+            draw_pose(kp, pose.width, pose.height, canvas=frame)
+            for t, (kp, frame) in enumerate(zip(pose.keypoints, frames, strict=False))
+            if t in picks
+        )
+        grid = image_grid(images, columns, sheet["sheet_width"])
+        write_image(grid, out, colours=SHEET_COLORS)  # a PNG preview: 256 colours keep it small
+        print(f"{out}: {pictures} of {count(len(pose), 'frame')} on a contact sheet")
     else:
-        with VideoWriter(out, pose.fps) as writer:
-            for image in tqdm(drawn, total=len(pose), unit="frame", disable=None, leave=False):
-                writer.add(_even(image))
-        print(f"{out}: {len(pose)} frame(s) drawn")
+        write_pose_video(pose, out, backgrounds=frames)
+        print(f"{out}: {count(len(pose), 'frame')} drawn")
     return 0
 
 
@@ -131,18 +138,39 @@ def register(tree) -> None:
     extract.add_argument("-o", "--output", required=True, help="pose .npz to write")
     extract.add_argument(
         "--backend", default="mediapipe", choices=["mediapipe", "onnx"],
-        help="mediapipe holistic (built in) or a DWPose/RTMW .onnx file (--pose-model)",
+        help="mediapipe holistic (built in) or a DWPose/RTMW .onnx file (--pose-model) "
+        "(default: %(default)s)",
     )  # fmt: skip
-    extract.add_argument("--pose-model", help="whole-body .onnx for --backend onnx")
-    extract.add_argument("--no-smoothing", action="store_true", help="raw per-frame keypoints")
+    extract.add_argument(
+        "--pose-model", help="whole-body .onnx for --backend onnx (default: none; required there)"
+    )
+    extract.add_argument(
+        "--no-smoothing", action="store_true",
+        help="raw per-frame keypoints (default: One-Euro smoothed over time)",
+    )  # fmt: skip
 
     draw = tree.subcommand(
         "pose", "draw", "draw a pose.npz as skeletons (mp4), or a contact sheet (.png)", _draw,
         group_help=group_help,
     )  # fmt: skip
     draw.add_argument("pose", help="pose .npz")
-    draw.add_argument("--video", help="video (or photo) of the same size to draw over")
+    draw.add_argument(
+        "--video", help="video (or photo) of the same size to draw over (default: black)"
+    )
     draw.add_argument("-o", "--output", required=True, help=".mp4 video, or .png contact sheet")
-    draw.add_argument("--sheet-frames", type=int, default=12, help="frames on a contact sheet")
-    draw.add_argument("--sheet-columns", type=int, default=4, help="contact sheet columns")
-    draw.add_argument("--sheet-width", type=int, default=256, help="thumbnail width (pixels)")
+    defaults = SHEET_DEFAULTS
+    draw.add_argument(
+        "--sheet-frames", type=int,
+        help="frames on a contact sheet, >= 1, at most the pose's "
+        f"(default: {defaults['sheet_frames']})",
+    )  # fmt: skip
+    draw.add_argument(
+        "--sheet-columns", type=int,
+        help="contact sheet columns, >= 1, at most its frames "
+        f"(default: {defaults['sheet_columns']})",
+    )  # fmt: skip
+    draw.add_argument(
+        "--sheet-width", type=int,
+        help="thumbnail width in pixels, >= 1, the whole sheet within Pillow's "
+        f"MAX_IMAGE_PIXELS (default: {defaults['sheet_width']})",
+    )  # fmt: skip

@@ -40,12 +40,12 @@ from cospeech.data.manifest import (
     read_meta,
 )
 from cospeech.errors import InputError
+from cospeech.latent_geometry import latent_frames
+from cospeech.media.pixels import pixels_to_tensor
 from cospeech.pose.draw import draw_pose
 from cospeech.pose.extract import read_image
-from cospeech.pose.raster import num_latent_frames
 from cospeech.pose.sequence import PoseSequence
 
-VAE_TEMPORAL_STRIDE = 4
 # Index reported as ``reference_index`` when the reference is the identity's own photo.
 IDENTITY_REFERENCE = -1
 
@@ -91,6 +91,21 @@ def read_clips(root: str | Path, split: str | None) -> list[ClipInfo]:
     return clips
 
 
+def spread_over_identities(clips: list[ClipInfo], count: int) -> list[ClipInfo]:
+    """At most ``count`` clips (0 = all), taking each identity's first clip, then each
+    identity's second, and so on."""
+    if count <= 0 or count >= len(clips):
+        return clips
+    by_identity: dict[str, list[ClipInfo]] = {}
+    for clip in clips:
+        key = str(clip.reference_image) if clip.reference_image else clip.clip_id
+        by_identity.setdefault(key, []).append(clip)
+    ordered = []
+    for rank in range(max(len(group) for group in by_identity.values())):
+        ordered += [group[rank] for group in by_identity.values() if rank < len(group)]
+    return ordered[:count]
+
+
 def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """``[H, W, 3]`` uint8 to ``[height, width, 3]`` (area filter down, bilinear up)."""
     if image.shape[:2] == (height, width):
@@ -98,12 +113,6 @@ def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     shrinking = height < image.shape[0] or width < image.shape[1]
     interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
     return cv2.resize(image, (width, height), interpolation=interpolation)
-
-
-def _to_tensor(frames: np.ndarray) -> torch.Tensor:
-    """uint8 ``[..., H, W, 3]`` -> float in [-1, 1], channels first: ``[3, ..., H, W]``."""
-    pixels = torch.from_numpy(np.ascontiguousarray(frames)).float().div_(127.5).sub_(1.0)
-    return pixels.movedim(-1, 0)
 
 
 class ClipDataset(Dataset):
@@ -140,8 +149,7 @@ class ClipDataset(Dataset):
         seed: int = 0,
         cache_bytes: int = 0,
     ) -> None:
-        if frames < 1 or (frames - 1) % VAE_TEMPORAL_STRIDE:
-            raise InputError(f"dataset: frames must be 1 + {VAE_TEMPORAL_STRIDE}k, got {frames}")
+        self.latent_frames = latent_frames(frames)  # InputError unless frames = 1 + 4k
         self.root = Path(root)
         self.frames = int(frames)
         self.size = (size, size) if isinstance(size, int) else size
@@ -189,8 +197,8 @@ class ClipDataset(Dataset):
             [width / ref_image.shape[1], height / ref_image.shape[0], 1.0], np.float32
         )
         item: dict[str, Any] = {
-            "video": _to_tensor(video),
-            "reference": _to_tensor(reference),
+            "video": pixels_to_tensor(video),
+            "reference": pixels_to_tensor(reference),
             "keypoints": torch.from_numpy(keypoints),
             "reference_keypoints": torch.from_numpy(ref_keypoints),
             "clip": clip.clip_id,
@@ -200,8 +208,8 @@ class ClipDataset(Dataset):
         }
         if self.with_pose_maps:
             maps = np.stack([draw_pose(k, width, height) for k in keypoints])
-            item["pose_maps"] = _to_tensor(maps)
-            item["reference_pose_map"] = _to_tensor(draw_pose(ref_keypoints, width, height))
+            item["pose_maps"] = pixels_to_tensor(maps)
+            item["reference_pose_map"] = pixels_to_tensor(draw_pose(ref_keypoints, width, height))
         if self.with_audio:
             item["audio"] = torch.from_numpy(self._audio(clip, start))
             item["has_audio"] = clip.has_audio
@@ -281,13 +289,12 @@ class ClipDataset(Dataset):
         except (OSError, ValueError) as exc:
             raise InputError(f"latent cache {path}: unreadable ({exc})") from None
         latents, starts = tensors.get("latents"), tensors.get("starts")
-        latent_frames = num_latent_frames(self.frames, VAE_TEMPORAL_STRIDE)
         if latents is None or starts is None or latents.ndim != 5 or len(latents) != len(starts):
             raise InputError(f"latent cache {path}: needs latents [N, C, T, h, w] and starts [N]")
-        if latents.shape[2] != latent_frames:
+        if latents.shape[2] != self.latent_frames:
             raise InputError(
                 f"latent cache {path}: windows of {latents.shape[2]} latent frames, "
-                f"{self.frames} video frames need {latent_frames}"
+                f"{self.frames} video frames need {self.latent_frames}"
             )
         choice = int(rng.integers(0, len(starts)))
         start = int(starts[choice])

@@ -25,7 +25,7 @@ from typing import Any
 
 from cospeech.atomic import atomic_path
 from cospeech.errors import InputError
-from cospeech.jsonfile import read_json, write_json
+from cospeech.jsonfile import dumps, read_json, write_json
 
 MANIFEST_NAME = "manifest.jsonl"
 VIDEO_NAME = "video.mp4"
@@ -35,6 +35,9 @@ META_NAME = "meta.json"
 CLIP_FILES = (VIDEO_NAME, AUDIO_NAME, POSE_NAME, META_NAME)
 SPLITS = ("train", "val", "test")
 AUDIO_SAMPLE_RATE = 16000
+# Durations are stored to the microsecond: finer than a frame or a 16 kHz sample, and JSON
+# shows 4.004 rather than the float noise of frames / fps (4.0040000000000004).
+DURATION_DECIMALS = 6
 REQUIRED_META_KEYS = (
     "id", "identity", "split", "source", "fps", "width", "height", "frames", "duration",
 )  # fmt: skip
@@ -89,6 +92,12 @@ class ManifestEntry:
             raise InputError(f"manifest entry: {exc}") from None
 
 
+def clip_duration(frames: int, fps: float) -> float:
+    """A clip's duration in seconds for its meta and manifest: ``frames / fps`` rounded to
+    :data:`DURATION_DECIMALS` decimals."""
+    return round(frames / fps, DURATION_DECIMALS)
+
+
 def entry_from_meta(meta: dict[str, Any], path: str) -> ManifestEntry:
     """The manifest entry of a clip from its meta.json contents and folder ``path``."""
     return ManifestEntry(
@@ -123,7 +132,7 @@ def write_manifest(root: str | Path, entries: Iterable[ManifestEntry]) -> None:
     ``InputError`` on duplicate ids or an identity that appears in two splits."""
     entries = sorted(entries, key=lambda e: e.id)
     check_entries(entries)
-    lines = [json.dumps(e.to_dict(), sort_keys=True) for e in entries]
+    lines = [dumps(e.to_dict(), sort_keys=True, indent=None) for e in entries]
     with atomic_path(Path(root) / MANIFEST_NAME) as tmp:
         tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
 

@@ -13,6 +13,7 @@ truncated, not a video, an unreadable codec) is reported in the summary and skip
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 import shutil
@@ -22,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import soundfile
-from tqdm import tqdm
 
+from cospeech.atomic import make_folder
 from cospeech.data.cropping import CropBox, clip_box
 from cospeech.data.filtering import FILTER_PRESETS, FilterConfig, keep_frames, kept_runs
 from cospeech.data.manifest import (
@@ -32,18 +33,20 @@ from cospeech.data.manifest import (
     META_NAME,
     POSE_NAME,
     VIDEO_NAME,
+    clip_duration,
     entry_from_meta,
     read_meta,
     write_manifest,
     write_meta,
 )
-from cospeech.errors import InputError
+from cospeech.errors import InputError, count
 from cospeech.jsonfile import write_json
 from cospeech.media.video import VideoWriter, iter_frames, probe, read_audio_track
 from cospeech.pose import schema
-from cospeech.pose.extract import extract_keypoints, open_extractor
+from cospeech.pose.extract import BACKENDS, extract_keypoints, open_extractor
 from cospeech.pose.extract.smoothing import DEFAULT_SMOOTHING, OneEuroConfig, smooth_keypoints
 from cospeech.pose.sequence import PoseSequence
+from cospeech.progress import track
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v"})
 DONE_DIR = ".done"
@@ -83,10 +86,18 @@ class PrepareConfig:
                 f"clip length: need 1 <= --min-frames ({self.min_frames}) "
                 f"<= --max-frames ({self.max_frames})"
             )
-        if not self.box_margin >= 0:
+        if not (math.isfinite(self.box_margin) and self.box_margin >= 0):
             raise InputError(f"--margin must be >= 0, got {self.box_margin}")
         if not 0 <= self.test_fraction <= 1:
             raise InputError(f"--test-fraction must be in [0, 1], got {self.test_fraction}")
+        if self.backend not in BACKENDS:
+            raise InputError(f"--backend must be one of {', '.join(BACKENDS)}, got {self.backend}")
+        if self.backend == "onnx" and self.pose_model is None:
+            raise InputError("--backend onnx needs --pose-model FILE.onnx (DWPose or RTMW)")
+        if self.backend != "onnx" and self.pose_model is not None:
+            raise InputError(
+                f"--pose-model does nothing with --backend {self.backend}: add --backend onnx"
+            )
 
 
 PREPARE_PRESETS: dict[str, PrepareConfig] = {
@@ -107,16 +118,32 @@ class PrepareSummary:
     clips_written: int = 0
     frames_kept: int = 0
     frames_total: int = 0
+    frames_failed: int = 0
+    undecoded: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
     notes: list[tuple[str, str]] = field(default_factory=list)
 
+    def fail(self, source: Path, reason: str, frames_total: int) -> None:
+        """Count a failed source; ``frames_total`` 0: it could not be decoded."""
+        self.failures.append((str(source), reason))
+        self.frames_total += frames_total
+        self.frames_failed += frames_total
+        self.undecoded += int(frames_total == 0)
+
     def lines(self) -> list[str]:
         share = self.frames_kept / self.frames_total if self.frames_total else 0.0
+        frames = f"frames kept: {self.frames_kept} of {self.frames_total} ({share:.1%})"
+        decoded_failures = len(self.failures) - self.undecoded
+        if decoded_failures:
+            failed = count(decoded_failures, "failed source")
+            frames += f"; {self.frames_failed} of them in {failed}"
+        if self.undecoded:
+            frames += f"; {count(self.undecoded, 'failed source')} not decoded, not counted"
         out = [
             f"sources: {self.sources} found, {self.processed} processed, "
             f"{self.already_done} already done, {len(self.failures)} failed",
             f"clips written: {self.clips_written}",
-            f"frames kept: {self.frames_kept} of {self.frames_total} ({share:.1%})",
+            frames,
         ]
         out += [f"note: {source}: {reason}" for source, reason in self.notes]
         out += [f"failed: {source}: {reason}" for source, reason in self.failures]
@@ -214,6 +241,54 @@ def _clip_audio(audio: np.ndarray | None, start: int, stop: int, fps: float) -> 
     return piece
 
 
+class SourceFailure(InputError):
+    """A source that could not be prepared after its ``frames_total`` frames were decoded."""
+
+    def __init__(self, reason: str, frames_total: int) -> None:
+        super().__init__(reason)
+        self.frames_total = frames_total
+
+
+def failure_reason(exc: BaseException, path: Path) -> str:
+    """Why source ``path`` failed, for the summary (without a repeated ``video PATH:``)."""
+    reason = str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
+    return reason.removeprefix(f"video {path}: ")
+
+
+def plan_clips(
+    keypoints: np.ndarray, width: int, height: int, sid: str, config: PrepareConfig
+) -> list[ClipPlan]:
+    """The clips of a source from its keypoints ``[T, 133, 3]``: the filter's kept runs, each
+    with its crop box; :class:`InputError` when there is no person or no clip."""
+    total = len(keypoints)
+    if not (keypoints[..., 2] > 0).any():
+        raise InputError(f"no person found in {total} frames")
+    keep = keep_frames(keypoints, width, height, config.filter)
+    runs = kept_runs(keep, config.min_frames, config.max_frames)
+    if not runs:
+        raise InputError(
+            f"no clip: {int(keep.sum())} of {total} frames pass the filter, "
+            f"none in a run of {config.min_frames}"
+        )
+    points = BOX_POINTS[config.box_points]
+    return [
+        ClipPlan(
+            f"{sid}-{start:06d}",
+            start,
+            stop,
+            clip_box(
+                keypoints[start:stop],
+                width,
+                height,
+                points,
+                config.box_margin,
+                config.box_min_confidence,
+            ),
+        )
+        for start, stop in runs
+    ]
+
+
 @dataclass
 class _SourceResult:
     clips: list[str]
@@ -245,35 +320,11 @@ def prepare_source(
         extractor.close()
     keypoints = smooth_keypoints(keypoints, info.fps, height, config.smoothing)
     total = len(keypoints)
-    if not (keypoints[..., 2] > 0).any():
-        raise InputError(f"no person found in {total} frames")
-    keep = keep_frames(keypoints, width, height, config.filter)
-    runs = kept_runs(keep, config.min_frames, config.max_frames)
-    if not runs:
-        raise InputError(
-            f"no clip: {int(keep.sum())} of {total} frames pass the filter, "
-            f"none in a run of {config.min_frames}"
-        )
-
-    sid = source_id(path, root)
+    try:
+        plans = plan_clips(keypoints, width, height, source_id(path, root), config)
+    except InputError as exc:
+        raise SourceFailure(str(exc), total) from None
     speaker = speaker_id(path, config.speaker_separator)
-    points = BOX_POINTS[config.box_points]
-    plans = [
-        ClipPlan(
-            f"{sid}-{start:06d}",
-            start,
-            stop,
-            clip_box(
-                keypoints[start:stop],
-                width,
-                height,
-                points,
-                config.box_margin,
-                config.box_min_confidence,
-            ),
-        )
-        for start, stop in runs
-    ]
     size = config.size
 
     def finish(writer: _ClipWriter, plan: ClipPlan) -> None:
@@ -289,7 +340,7 @@ def prepare_source(
             "width": size,
             "height": size,
             "frames": plan.stop - plan.start,
-            "duration": (plan.stop - plan.start) / info.fps,
+            "duration": clip_duration(plan.stop - plan.start, info.fps),
             "source_frames": [plan.start, plan.stop],
             "source_size": [width, height],
             "crop_box": [plan.box.x0, plan.box.y0, plan.box.side],
@@ -300,7 +351,10 @@ def prepare_source(
         writer.finish(pose, _clip_audio(audio, plan.start, plan.stop, info.fps), meta)
 
     todo = [p for p in plans if not (out / p.clip_id / META_NAME).is_file()]
-    _write_clips(path, out, todo, info.fps, size, finish)
+    try:
+        _write_clips(path, out, todo, info.fps, size, finish)
+    except Exception as exc:  # the frames were decoded: the summary counts them
+        raise SourceFailure(failure_reason(exc, path), total) from exc
     return _SourceResult(
         clips=[p.clip_id for p in plans], frames_total=total,
         frames_kept=sum(p.stop - p.start for p in plans), note=note,
@@ -344,12 +398,14 @@ def _write_clips(
         raise InputError(f"the video ended before frame {plan.stop} on the second decoding")
 
 
+def clip_folders(out: Path) -> list[Path]:
+    """The finished clips of dataset ``out`` (folders with a ``meta.json``), sorted."""
+    return sorted(p.parent for p in out.glob(f"*/{META_NAME}") if not p.parent.name.startswith("."))
+
+
 def rebuild_manifest(out: Path) -> int:
     """Write ``out/manifest.jsonl`` from the clip folders' ``meta.json``; returns the count."""
-    folders = sorted(
-        p.parent for p in out.glob(f"*/{META_NAME}") if not p.parent.name.startswith(".")
-    )
-    entries = [entry_from_meta(read_meta(folder), folder.name) for folder in folders]
+    entries = [entry_from_meta(read_meta(folder), folder.name) for folder in clip_folders(out)]
     write_manifest(out, entries)
     return len(entries)
 
@@ -361,8 +417,6 @@ def prepare_dataset(
     src, out = Path(src), Path(out)
     if config.box_points not in BOX_POINTS:
         raise InputError(f"box points {config.box_points!r}: choose one of {sorted(BOX_POINTS)}")
-    if config.size % 2 or config.size <= 0:
-        raise InputError(f"clip size must be a positive even number (H.264), got {config.size}")
     sources = find_sources(src, out)
     if not sources:
         suffixes = ", ".join(sorted(VIDEO_SUFFIXES))
@@ -371,37 +425,47 @@ def prepare_dataset(
         open_extractor(config.backend, config.pose_model).close()
     root = src if src.is_dir() else src.parent
     summary = PrepareSummary(sources=len(sources))
-    if out.exists() and not out.is_dir():
-        raise InputError(f"dataset folder {out}: is a file")
-    created = not out.exists()
-    done_dir = out / DONE_DIR
+    created = make_folder(out, "dataset folder")
+    make_folder(out / DONE_DIR, "dataset folder")
     try:
-        done_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"dataset folder {out}: cannot be made ({exc.strerror or exc})") from None
-    # disable=None: the bar shows only when stderr is a terminal
-    for path in tqdm(sources, unit="video", disable=None if progress else True):
-        marker = done_dir / f"{source_id(path, root)}.json"
-        if marker.is_file():
-            summary.already_done += 1
-            continue
-        try:
-            result = prepare_source(path, root, out, config, progress)
-        except Exception as exc:  # one bad source never stops the run; it is reported
-            reason = str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
-            reason = reason.removeprefix(f"video {path}: ")
-            summary.failures.append((str(path), reason))
-            continue
-        summary.processed += 1
-        summary.clips_written += len(result.clips)
-        summary.frames_kept += result.frames_kept
-        summary.frames_total += result.frames_total
-        if result.note:
-            summary.notes.append((str(path), result.note))
-        write_json(marker, {"source": str(path), **result.__dict__})
-    shutil.rmtree(out / TMP_DIR, ignore_errors=True)
-    if created and summary.processed == 0:  # every source failed: leave nothing behind
-        shutil.rmtree(out, ignore_errors=True)
-        return summary
-    rebuild_manifest(out)
+        for path in track(sources, "prepare", unit="video", enabled=progress):
+            _prepare_one(path, root, out, config, summary, progress)
+    finally:  # finished, failed or interrupted (Ctrl-C): the same resumable state
+        _end_run(out, created)
     return summary
+
+
+def _prepare_one(
+    path: Path, root: Path, out: Path, config: PrepareConfig, summary: PrepareSummary,
+    progress: bool,
+) -> None:  # fmt: skip
+    """Prepare source ``path`` unless it is marked done, counting it in ``summary``."""
+    marker = out / DONE_DIR / f"{source_id(path, root)}.json"
+    if marker.is_file():
+        summary.already_done += 1
+        return
+    try:
+        result = prepare_source(path, root, out, config, progress)
+    except Exception as exc:  # one bad source never stops the run; it is reported
+        frames = exc.frames_total if isinstance(exc, SourceFailure) else 0
+        summary.fail(path, failure_reason(exc, path), frames)
+        return
+    summary.processed += 1
+    summary.clips_written += len(result.clips)
+    summary.frames_kept += result.frames_kept
+    summary.frames_total += result.frames_total
+    if result.note:
+        summary.notes.append((str(path), result.note))
+    write_json(marker, {"source": str(path), **result.__dict__})
+
+
+def _end_run(out: Path, created: bool) -> None:
+    """Leave ``out`` as every run ends, finished, failed or interrupted: no temporary clip,
+    and a manifest of every finished clip (sources marked done are skipped by a rerun, the
+    others retried, their finished clips kept). A folder this run made that holds no
+    finished clip is removed."""
+    shutil.rmtree(out / TMP_DIR, ignore_errors=True)
+    if created and not clip_folders(out):
+        shutil.rmtree(out, ignore_errors=True)
+    else:
+        rebuild_manifest(out)

@@ -15,11 +15,11 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from cospeech.diffusion.guidance import FlowModel, Guidance
 from cospeech.diffusion.schedule import add_noise, flow_to_x0, sigma_to_timestep
 from cospeech.errors import InputError
+from cospeech.progress import track
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def sample_euler(
         raise InputError("Euler sigmas need at least a start and an end level")
     x = latents
     num_steps = len(sigma_list) - 1
-    for index in tqdm(range(num_steps), desc="sampling", disable=not progress, leave=False):
+    for index in track(range(num_steps), "sampling", unit="step", enabled=progress, leave=False):
         sigma, sigma_next = sigma_list[index], sigma_list[index + 1]
         flow = _predict_flow(model, x, sigma, conditions, guidance)
         x0 = flow_to_x0(x, flow, sigma)
@@ -97,7 +97,7 @@ def sample_few_step(
         raise InputError("few-step sigmas must all be > 0 (the last x0 prediction is returned)")
     x = latents
     num_steps = len(sigma_list)
-    for index in tqdm(range(num_steps), desc="sampling", disable=not progress, leave=False):
+    for index in track(range(num_steps), "sampling", unit="step", enabled=progress, leave=False):
         sigma = sigma_list[index]
         sigma_next = sigma_list[index + 1] if index + 1 < num_steps else 0.0
         x0 = flow_to_x0(x, _predict_flow(model, x, sigma, conditions, guidance), sigma)

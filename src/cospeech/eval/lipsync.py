@@ -1,4 +1,9 @@
-"""Lip-sync measured on pixels: how much open mouth a frame shows.
+"""Lip-sync measured on pixels: how much open mouth a frame shows (synthetic corpus only).
+
+Only for frames drawn by the synthetic renderer, whose ground truth the teacher evaluation
+(:mod:`cospeech.eval.teacher`, :mod:`cospeech.eval.vae`) compares against; any other video
+(``generate --contact-sheet``, ``eval video``) is measured with dlib's landmarks
+(:func:`cospeech.eval.video.sync.mouth_opening`).
 
 The synthetic renderer paints the inside of an open mouth and the teeth in two reserved
 colours (:mod:`cospeech.data.synth.colours`) that no appearance comes near. The mouth
@@ -6,7 +11,8 @@ openness of a frame is a soft count of pixels of those colours inside the box ar
 outer-lip keypoints: a pixel at RGB distance ``d`` from the nearer reserved colour counts
 ``max(0, 1 - d / MOUTH_COLOUR_TOLERANCE)``. The soft count survives video compression and
 blur (on the corpus it correlates 0.84-0.93 with the keypoints' inner-lip gap); the
-correlation of a generated video's series with the ground truth's is the lip-sync score.
+correlation (:func:`cospeech.motion.metrics.correlation`) of a generated video's series
+with the ground truth's is the lip-sync score.
 """
 
 from __future__ import annotations
@@ -40,13 +46,3 @@ def mouth_openness(frames: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
         distance = np.linalg.norm(pixels - colours[None], axis=-1).min(axis=1)
         out[index] = np.clip(1 - distance / MOUTH_COLOUR_TOLERANCE, 0, 1).sum()
     return out
-
-
-def correlation(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson correlation of two series (nan when either is constant)."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if a.shape != b.shape or a.ndim != 1:
-        raise InputError(f"series must be [T] of one length, got {a.shape}, {b.shape}")
-    a, b = a - a.mean(), b - b.mean()
-    denominator = np.sqrt((a * a).sum() * (b * b).sum())
-    return float((a * b).sum() / denominator) if denominator > 0 else float("nan")

@@ -9,26 +9,30 @@ reconstruction of the same frames is scored too: no teacher can beat that bound.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from cospeech.data.clip_reader import read_frames
-from cospeech.data.dataset import ClipInfo, read_clips
+from cospeech.data.dataset import ClipInfo, read_clips, spread_over_identities
 from cospeech.data.manifest import POSE_NAME, VIDEO_NAME
-from cospeech.errors import InputError
-from cospeech.eval.lipsync import correlation, mouth_openness
+from cospeech.diffusion.schedule import NUM_TRAIN_TIMESTEPS
+from cospeech.errors import InputError, check_range, count
+from cospeech.eval.lipsync import mouth_openness
 from cospeech.eval.video_metrics import psnr_per_frame, ssim_per_frame
+from cospeech.latent_geometry import TIME_STRIDE, latent_frames
+from cospeech.media.pixels import pixels_to_tensor
 from cospeech.models.vae import TinyVideoVAE
+from cospeech.motion.generate import MAX_SEED
+from cospeech.motion.metrics import correlation
 from cospeech.pipeline.bundle import ModelBundle
 from cospeech.pipeline.generate import decode_frames, sample_latents
 from cospeech.pipeline.reference import Reference
 from cospeech.pose.extract import read_image
 from cospeech.pose.sequence import PoseSequence
-from cospeech.train.stages.teacher import spread_over_identities
+from cospeech.progress import track
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,8 @@ class ClipScore:
 
 @dataclass(frozen=True)
 class TeacherEvalOptions:
-    """Which clips (``clips`` of ``split``, one per identity first) and how to sample."""
+    """Which clips (``clips`` of ``split``, one per identity first; 0 = all) and how to
+    sample. Range errors name the command's flags (``--steps``)."""
 
     split: str = "test"
     clips: int = 24
@@ -59,28 +64,64 @@ class TeacherEvalOptions:
     overlap: int = 2
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        check_clip_options(self.clips, self.frames)
+        check_range("--steps", self.steps, 1, NUM_TRAIN_TIMESTEPS)
+        check_range("--guidance", self.guidance, 1.0)
+        check_range("--seed", self.seed, 0, MAX_SEED)
 
-def pick_clips(root: Path, split: str, count: int, frames: int) -> list[ClipInfo]:
-    """Up to ``count`` clips (0 = all) of ``split`` with ``frames`` frames, spread over
-    identities."""
-    if count < 0:
-        raise InputError(f"clips must be >= 0 (0 = all), got {count}")
-    clips = [c for c in read_clips(root, split) if c.frames >= frames]
-    if not clips:
-        raise InputError(f"{root}: no {split} clip has {frames} frames")
-    return spread_over_identities(clips, count)
+
+def check_clip_options(clips: int, frames: int) -> None:
+    """``InputError`` naming the flag unless ``clips >= 0`` (0 = all) and ``frames`` is a
+    length the VAE encodes (``1 + 4k``)."""
+    check_range("--clips", clips, 0)
+    check_range("--frames", frames, 1)
+    if (frames - 1) % TIME_STRIDE:
+        nearest = frames - (frames - 1) % TIME_STRIDE
+        raise InputError(
+            f"--frames must be 1 + {TIME_STRIDE}k (1, 5, 9, ...), got {frames} "
+            f"(nearest valid: {nearest})"
+        )
+
+
+def pick_clips(root: Path, split: str, clips: int, frames: int) -> list[ClipInfo]:
+    """Up to ``clips`` clips (0 = all) of ``split`` with at least ``frames`` frames, spread
+    over identities."""
+    check_clip_options(clips, frames)
+    found = read_clips(root, split)
+    if not found:
+        raise InputError(f"dataset {root}: no clips in split {split!r}")
+    long_enough = [c for c in found if c.frames >= frames]
+    if not long_enough:
+        longest = max(c.frames for c in found)
+        raise InputError(
+            f"dataset {root}: no {split} clip has {count(frames, 'frame')} (the longest has "
+            f"{longest}); use a smaller --frames"
+        )
+    return spread_over_identities(long_enough, clips)
+
+
+def check_frame_size(clips: list[ClipInfo], size: int) -> None:
+    """``InputError`` (with the command that makes a fitting corpus) unless every clip's
+    frames are ``size`` x ``size``, the size the teacher renders."""
+    for clip in clips:
+        if (clip.width, clip.height) != (size, size):
+            raise InputError(
+                f"clip {clip.clip_id}: frames are {clip.width}x{clip.height}, this model "
+                f"renders {size}x{size}; make a dataset of that size (cospeech data synth "
+                f"--size {size}, or data prepare --size {size})"
+            )
 
 
 def evaluate_clip(bundle: ModelBundle, clip: ClipInfo, options: TeacherEvalOptions) -> ClipScore:
     """Render one clip's window from its keypoints and score it."""
     if clip.reference_image is None or clip.reference_pose is None:
         raise InputError(f"clip {clip.clip_id}: needs an identity reference photo and pose")
-    count = options.frames
-    truth = read_frames(clip.folder / VIDEO_NAME, 0, count)
-    keypoints = PoseSequence.load(clip.folder / POSE_NAME).keypoints[:count]
-    size = truth.shape[1]
-    if truth.shape[1:3] != (size, size) or size != bundle.settings.size:
-        raise InputError(f"clip {clip.clip_id}: frames must be {bundle.settings.size} square")
+    frames = options.frames
+    truth = read_frames(clip.folder / VIDEO_NAME, 0, frames)
+    keypoints = PoseSequence.load(clip.folder / POSE_NAME).keypoints[:frames]
+    height, width = truth.shape[1:3]
+    check_frame_size([replace(clip, width=width, height=height)], bundle.settings.size)
     image = read_image(clip.reference_image)
     reference_pose = PoseSequence.load(clip.reference_pose)
     reference = Reference(image, reference_pose.keypoints[0])
@@ -88,13 +129,13 @@ def evaluate_clip(bundle: ModelBundle, clip: ClipInfo, options: TeacherEvalOptio
         bundle, reference, keypoints, steps=options.steps, guidance=options.guidance,
         shift=options.shift, overlap=options.overlap, seed=options.seed,
     )  # fmt: skip
-    fake = np.stack(list(decode_frames(bundle.vae, latents, count)))
+    fake = np.stack(list(decode_frames(bundle.vae, latents, frames)))
     recon = vae_reconstruction(bundle.vae, truth)
     truth_mouth = mouth_openness(truth, keypoints)
     psnr, ssim, lipsync = video_scores(fake, truth, keypoints, truth_mouth)
     vae_psnr, vae_ssim, vae_lipsync = video_scores(recon, truth, keypoints, truth_mouth)
     return ClipScore(
-        clip=clip.clip_id, identity=clip.reference_image.parent.name, frames=count,
+        clip=clip.clip_id, identity=clip.reference_image.parent.name, frames=frames,
         psnr=psnr, ssim=ssim, lipsync=lipsync,
         vae_psnr=vae_psnr, vae_ssim=vae_ssim, vae_lipsync=vae_lipsync,
     )  # fmt: skip
@@ -131,10 +172,8 @@ def mean_scores(scores: list, fields: tuple[str, ...]) -> dict[str, float]:
 @torch.no_grad()
 def vae_reconstruction(vae: TinyVideoVAE, truth: np.ndarray) -> np.ndarray:
     """The VAE's reconstruction ``[F, H, W, 3]`` uint8 of frames ``truth`` (F = 1 + 4k)."""
-    if (len(truth) - 1) % 4:
-        raise InputError(f"the VAE reconstructs 1 + 4k frames, got {len(truth)}")
-    pixels = torch.from_numpy(truth).float().div(127.5).sub(1).permute(3, 0, 1, 2)
-    latents = vae.encode(pixels[None])
+    latent_frames(len(truth))  # InputError unless F = 1 + 4k
+    latents = vae.encode(pixels_to_tensor(truth)[None])
     return np.stack(list(decode_frames(vae, latents, len(truth))))
 
 
@@ -143,9 +182,10 @@ def evaluate_teacher(
 ) -> dict:
     """Scores of every picked clip and their means, as a JSON-ready dict."""
     clips = pick_clips(Path(root), options.split, options.clips, options.frames)
+    check_frame_size(clips, bundle.settings.size)  # before any long work
     scores = [
         evaluate_clip(bundle, clip, options)
-        for clip in tqdm(clips, desc="eval teacher", unit="clip", disable=not progress)
+        for clip in track(clips, "eval teacher", unit="clip", enabled=progress)
     ]
     fields = ("psnr", "ssim", "lipsync", "vae_psnr", "vae_ssim", "vae_lipsync")
     mean = mean_scores(scores, fields)

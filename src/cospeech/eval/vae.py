@@ -8,13 +8,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
 from cospeech.data.clip_reader import read_frames
 from cospeech.data.manifest import POSE_NAME, VIDEO_NAME
 from cospeech.eval.teacher import mean_scores, pick_clips, vae_reconstruction, video_scores
 from cospeech.models.vae import TinyVideoVAE
 from cospeech.pose.sequence import PoseSequence
+from cospeech.progress import track
 
 
 @dataclass(frozen=True)
@@ -39,8 +38,8 @@ def evaluate_vae(
 ) -> dict:
     """Scores of up to ``clips`` clips of ``split`` (spread over identities) and the means."""
     scores = []
-    for clip in tqdm(pick_clips(Path(root), split, clips, frames), desc="eval vae",
-                     unit="clip", disable=not progress):  # fmt: skip
+    picked = pick_clips(Path(root), split, clips, frames)
+    for clip in track(picked, "eval vae", unit="clip", enabled=progress):
         truth = read_frames(clip.folder / VIDEO_NAME, 0, frames)
         keypoints = PoseSequence.load(clip.folder / POSE_NAME).keypoints[:frames]
         recon = vae_reconstruction(vae, truth)

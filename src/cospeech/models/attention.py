@@ -8,15 +8,20 @@ Self-attention modes (one :class:`AttentionLayout` per forward, shared by all la
   (no ``[L, L]`` mask is built), exactly what chunked generation with a KV cache computes.
 - ``sparse``: the input-aware mask of a :class:`~cospeech.attention.SparsePlan`, run by
   :func:`~cospeech.attention.sparse_attention` on RoPE-rotated q/k (the plan permutes
-  tokens by region, runs its block-sparse backend and un-permutes).
+  tokens by region, runs its block-sparse backend and un-permutes). One plan per batch
+  element: samples that share a plan run together, the others one plan at a time.
 - ``cached``: the input is one chunk; it attends itself and every chunk held by a
   :class:`~cospeech.models.kv_cache.KVCache` (and stages its own keys/values for commit).
+  With plans (``chunk_groups``), the chunk's queries attend only what the plan's exact
+  mask allows among the cached frames and the chunk's own frames
+  (:func:`segment_attention`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +35,9 @@ if TYPE_CHECKING:
     from cospeech.attention import SparsePlan
 
 
+ItemT = TypeVar("ItemT")
+
+
 @dataclass
 class AttentionLayout:
     """How self-attention runs in one forward (shared by all blocks).
@@ -38,6 +46,9 @@ class AttentionLayout:
     ``cos_k``/``sin_k`` rotate the keys: the same tokens, or in ``cached`` mode the cached
     tokens (whose positions precede the input's).
     ``chunk_tokens`` is the token count of one causal chunk (``causal`` mode).
+    ``plans``: ``sparse`` mode, one plan per batch element. ``chunk_groups``: ``cached``
+    mode with plans, per batch element the (query, key) index groups of
+    :meth:`SparsePlan.chunk_groups` (keys = cached frames, then the chunk's).
     """
 
     mode: str
@@ -46,9 +57,10 @@ class AttentionLayout:
     cos_k: torch.Tensor
     sin_k: torch.Tensor
     chunk_tokens: int = 0
-    plan: SparsePlan | None = None
+    plans: Sequence[SparsePlan] = ()
     sparse_backend: str = "auto"
     cache: KVCache | None = None
+    chunk_groups: Sequence[Sequence[tuple[torch.Tensor, torch.Tensor]]] = ()
 
 
 def dense_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -69,16 +81,62 @@ def block_causal_attention(
     return torch.cat(outputs, dim=1)
 
 
-def plan_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: SparsePlan, backend: str
+def per_sample(
+    items: Sequence[ItemT],
+    device: torch.device,
+    run: Callable[[slice | torch.Tensor, ItemT], torch.Tensor],
 ) -> torch.Tensor:
-    """Input-aware sparse attention through ``plan``; ``[B, L, H, D]`` in and out."""
+    """``run(batch_index, item)`` for each distinct item (by identity) of a per-sample list,
+    on the batch elements that hold it; outputs put back in batch order ``[B, ...]``."""
+    if all(item is items[0] for item in items):
+        return run(slice(None), items[0])
+    members: dict[int, list[int]] = {}
+    for b, item in enumerate(items):
+        members.setdefault(id(item), []).append(b)
+    outputs, order = [], []
+    for indices in members.values():
+        index = torch.tensor(indices, device=device)
+        outputs.append(run(index, items[indices[0]]))
+        order += indices
+    inverse = torch.empty(len(order), dtype=torch.int64, device=device)
+    inverse[torch.tensor(order, device=device)] = torch.arange(len(order), device=device)
+    return torch.cat(outputs, dim=0).index_select(0, inverse)
+
+
+def plan_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    plans: Sequence[SparsePlan],
+    backend: str,
+) -> torch.Tensor:
+    """Input-aware sparse attention, sample ``b`` through ``plans[b]``; ``[B, L, H, D]``."""
     from cospeech.attention import sparse_attention
 
-    out = sparse_attention(
-        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), plan, backend=backend
-    )
-    return out.transpose(1, 2)
+    def run(index: slice | torch.Tensor, plan: SparsePlan) -> torch.Tensor:
+        qb, kb, vb = (x[index].transpose(1, 2) for x in (q, k, v))
+        return sparse_attention(qb, kb, vb, plan, backend=backend).transpose(1, 2)
+
+    return per_sample(plans, q.device, run)
+
+
+def segment_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    groups: Sequence[tuple[torch.Tensor, torch.Tensor]],
+) -> torch.Tensor:
+    """Exact masked attention as unmasked groups: queries ``q[:, qi]`` attend keys
+    ``k[:, ki]`` for each ``(qi, ki)`` in ``groups`` (the ``qi`` partition the queries).
+    ``q`` ``[B, Lq, H, D]``, ``k``/``v`` ``[B, Lk, H, D]`` -> ``[B, Lq, H, D]``."""
+    outputs = [
+        dense_attention(q.index_select(1, qi), k.index_select(1, ki), v.index_select(1, ki))
+        for qi, ki in groups
+    ]
+    order = torch.cat([qi for qi, _ in groups])
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(len(order), device=order.device)
+    return torch.cat(outputs, dim=1).index_select(1, inverse)
 
 
 class SelfAttention(nn.Module):
@@ -118,8 +176,13 @@ class SelfAttention(nn.Module):
         if layout.mode == "causal":
             out = block_causal_attention(q, k, v, layout.chunk_tokens)
         elif layout.mode == "sparse":
-            assert layout.plan is not None
-            out = plan_attention(q, k, v, layout.plan, layout.sparse_backend)
+            out = plan_attention(q, k, v, layout.plans, layout.sparse_backend)
+        elif layout.chunk_groups:
+            out = per_sample(
+                layout.chunk_groups,
+                q.device,
+                lambda index, groups: segment_attention(q[index], k[index], v[index], groups),
+            )
         else:
             out = dense_attention(q, k, v)
         return self.o(out.flatten(2))

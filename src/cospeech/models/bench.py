@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import torch
 
-from cospeech.errors import InputError
+from cospeech.device import resolve_device
+from cospeech.errors import InputError, check_range, count
 from cospeech.models.config import VideoDiTConfig
 from cospeech.models.dit import VideoDiT
 from cospeech.models.kv_cache import KVCache
@@ -75,7 +76,7 @@ def parse_size(text: str) -> tuple[int, int]:
     """``"HxW"`` -> ``(height, width)``."""
     parts = text.lower().split("x")
     if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise InputError(f"size {text!r}: expected HxW in pixels, e.g. 128x128")
+        raise InputError(f"--size {text!r}: expected HxW in pixels, e.g. 128x128")
     return int(parts[0]), int(parts[1])
 
 
@@ -128,30 +129,27 @@ def benchmark_model(
     repeats: int = 3,
     progress: Callable[[str], None] | None = None,
 ) -> ModelBenchResult:
-    """Time a random-weight VideoDiT (see the module docstring)."""
+    """Time a random-weight VideoDiT (see the module docstring). Errors name the flags of
+    ``cospeech bench model`` (``--frames`` for ``video_frames``)."""
     if attention not in ATTENTION_CHOICES:
-        raise InputError(f"attention must be one of {ATTENTION_CHOICES}, got {attention!r}")
+        raise InputError(f"--attention must be one of {ATTENTION_CHOICES}, got {attention!r}")
     time_stride, side = config.vae_stride[0], config.pose_spatial_factor
     if video_frames < 1 or (video_frames - 1) % time_stride:
-        raise InputError(f"frames must be 1 + {time_stride}k, got {video_frames}")
+        raise InputError(f"--frames must be 1 + {time_stride}k, got {video_frames}")
     if height % side or width % side:
-        raise InputError(f"size {height}x{width} must be a multiple of {side} pixels")
+        raise InputError(f"--size {height}x{width}: must be a multiple of {side} pixels")
     latent_frames = 1 + (video_frames - 1) // time_stride
     if chunk_frames < 1:
-        raise InputError(f"chunk frames must be >= 1, got {chunk_frames}")
+        raise InputError(f"--chunk-frames: latent chunk frames must be >= 1, got {chunk_frames}")
     if latent_frames <= chunk_frames:
         raise InputError(
-            f"{video_frames} frames give {latent_frames} latent frames; the chunk timing needs "
-            f"more than {chunk_frames} (use at least {1 + time_stride * chunk_frames + 1})"
+            f"--frames {video_frames} gives {count(latent_frames, 'latent frame')}; the "
+            f"timing of a --chunk-frames {chunk_frames} chunk needs more (use --frames "
+            f"{1 + time_stride * chunk_frames} or more)"
         )
-    if steps < 1 or repeats < 1:
-        raise InputError("steps and repeats must be >= 1")
-    try:
-        target = torch.device(device)
-    except RuntimeError:
-        raise InputError(f"unknown device {device!r} (use cpu or cuda)") from None
-    if target.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {device}: CUDA is not available on this machine (use cpu)")
+    check_range("--steps", steps, 1)
+    check_range("--repeats", repeats, 1)
+    target = resolve_device(device)
     _check_memory(config, dtype, target)
 
     say = progress or (lambda _msg: None)

@@ -16,6 +16,10 @@ Loading builds the model on the meta device, checks every key and shape from the
 safetensors headers first (one :class:`CheckpointError` lists all problems), then
 materialises tensor by tensor (memory-mapped read, cast to ``dtype``, moved to
 ``device``, assigned), so a 14B checkpoint never exists twice in memory.
+
+Like diffusers' ``ModelMixin``, the loader is generic over the model class:
+:class:`PretrainedMixin` gives a class ``from_pretrained`` / ``save_pretrained``, and
+this module never imports the model (``models.dit`` imports it, not the reverse).
 """
 
 from __future__ import annotations
@@ -24,14 +28,14 @@ import json
 import logging
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from cospeech.atomic import atomic_path
+from cospeech.atomic import atomic_path, check_folder
 from cospeech.config import from_dict, to_dict
 from cospeech.errors import CheckpointError, InputError
 from cospeech.jsonfile import read_json, write_json
@@ -42,7 +46,6 @@ from cospeech.models.checkpoint_checks import (
     refuse_pickles_in,
 )
 from cospeech.models.config import VideoDiTConfig
-from cospeech.models.dit import POSE_ENCODER_PREFIXES, VideoDiT
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +263,7 @@ def _read_config(folder: Path) -> tuple[VideoDiTConfig, str]:
 
 # ---------------------------------------------------------------------- load
 def _index_checkpoint(
-    files: list[Path], layout: str, expected: dict[str, torch.Size]
+    files: list[Path], layout: str, expected: dict[str, torch.Size], optional: tuple[str, ...]
 ) -> dict[str, tuple[Path, str]]:
     """Map every model parameter name to (file, stored key), validating names and shapes."""
     found: dict[str, tuple[Path, str]] = {}
@@ -285,8 +288,8 @@ def _index_checkpoint(
         except Exception as exc:  # safetensors raises its own error types for corrupt files
             raise CheckpointError(f"{file}: not a readable safetensors file ({exc})") from None
     missing = set(expected) - set(found)
-    pose_missing = {n for n in missing if n.startswith(POSE_ENCODER_PREFIXES)}
-    for prefix in POSE_ENCODER_PREFIXES:
+    pose_missing = {n for n in missing if n.startswith(optional)}
+    for prefix in optional:
         group = {n for n in expected if n.startswith(prefix)}
         if group & pose_missing and not group <= pose_missing:
             pose_missing -= group  # partly present: a broken checkpoint, report it
@@ -308,23 +311,56 @@ def _assign(model: nn.Module, name: str, tensor: torch.Tensor) -> None:
     module._parameters[leaf] = nn.Parameter(tensor, requires_grad=old.requires_grad)
 
 
-def load_pretrained(
-    path: str | Path, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"
-) -> VideoDiT:
-    """Load a checkpoint folder (see the module docstring) into a new :class:`VideoDiT`.
+class PretrainedMixin(nn.Module):
+    """``from_pretrained`` / ``save_pretrained`` for a model class built from a
+    :class:`VideoDiTConfig` (``cls(config)``) with Wan2.1 parameter names.
 
-    Pose-encoder weights absent from the checkpoint (any Wan release) are initialised
-    (zero output projection) and logged; every other absent, unexpected or misshapen key
-    raises one :class:`CheckpointError` listing them.
+    ``OPTIONAL_PREFIXES``: parameter groups a Wan release lacks (our pose encoders); each
+    names a submodule with an ``init_weights()``, run when the checkpoint has none of it.
+    """
+
+    OPTIONAL_PREFIXES: tuple[str, ...] = ()
+    config: VideoDiTConfig
+
+    @classmethod
+    def from_pretrained(
+        cls: type[ModelT],
+        path: str | Path,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+    ) -> ModelT:
+        """Load a Wan2.1 (original or diffusers layout) or cospeech checkpoint folder."""
+        return load_pretrained(cls, path, dtype=dtype, device=device)
+
+    def save_pretrained(self, path: str | Path) -> None:
+        """Write ``config.json`` + ``model.safetensors`` (original Wan layout) atomically."""
+        save_pretrained(self, path)
+
+
+ModelT = TypeVar("ModelT", bound=PretrainedMixin)
+
+
+def load_pretrained(
+    model_class: type[ModelT],
+    path: str | Path,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
+) -> ModelT:
+    """Load a checkpoint folder (see the module docstring) into a new ``model_class``.
+
+    Weights of ``model_class.OPTIONAL_PREFIXES`` absent from the checkpoint (the pose
+    encoders, in any Wan release) are initialised (zero output projection) and logged;
+    every other absent, unexpected or misshapen key raises one :class:`CheckpointError`
+    listing them.
     """
     folder = _resolve_folder(Path(path))
     files = _weight_files(folder)
     config, layout = _read_config(folder)
     device = torch.device(device)
     with torch.device("meta"):
-        model = VideoDiT(config)
+        model = model_class(config)  # type: ignore[call-arg]
     expected = {name: p.shape for name, p in model.named_parameters()}
-    found = _index_checkpoint(files, layout, expected)
+    found = _index_checkpoint(files, layout, expected, model_class.OPTIONAL_PREFIXES)
     by_file: dict[Path, list[tuple[str, str]]] = {}
     for name, (file, key) in found.items():
         by_file.setdefault(file, []).append((name, key))
@@ -332,7 +368,7 @@ def load_pretrained(
         with safe_open(str(file), framework="pt", device="cpu") as handle:
             for name, key in entries:
                 _assign(model, name, handle.get_tensor(key).to(device=device, dtype=dtype))
-    for prefix in POSE_ENCODER_PREFIXES:
+    for prefix in model_class.OPTIONAL_PREFIXES:
         encoder = prefix.rstrip(".")
         if hasattr(model, encoder) and not any(n.startswith(prefix) for n in found):
             module = getattr(model, encoder).to_empty(device=device).to(dtype)
@@ -347,14 +383,13 @@ def load_pretrained(
 
 
 # ---------------------------------------------------------------------- save
-def save_pretrained(model: VideoDiT, path: str | Path) -> None:
+def save_pretrained(model: PretrainedMixin, path: str | Path) -> None:
     """Write ``config.json`` + ``model.safetensors`` (original Wan key names) into ``path``.
 
     Each file is written atomically (temporary file + rename), weights first.
     """
     folder = Path(path)
-    if folder.exists() and not folder.is_dir():
-        raise InputError(f"save_pretrained: {folder} exists and is not a folder")
+    check_folder(folder, "model folder")
     state = {name: p.detach().to("cpu").contiguous() for name, p in model.named_parameters()}
     with atomic_path(folder / WEIGHTS_NAME) as tmp:
         save_file(state, str(tmp), metadata={"format": "pt"})

@@ -15,6 +15,7 @@ from typing import Any
 
 from cospeech.config import load_config
 from cospeech.errors import InputError
+from cospeech.latent_geometry import SPACE_STRIDE, TIME_STRIDE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +47,7 @@ class VideoDiTConfig:
     image_norm_eps: float = 1e-5
     rope_theta: float = 10000.0
     rope_max_positions: int = 1024
-    vae_stride: tuple[int, int, int] = (4, 8, 8)
+    vae_stride: tuple[int, int, int] = (TIME_STRIDE, SPACE_STRIDE, SPACE_STRIDE)
     pose_in_channels: int = 3
     pose_channels: tuple[int, ...] = (16, 32, 64, 128)
     ref_pose_channels: tuple[int, ...] = (16, 32, 64)

@@ -9,7 +9,7 @@ loads without renaming (diffusers checkpoints are renamed by
 from __future__ import annotations
 
 import math
-from pathlib import Path
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -17,6 +17,7 @@ from torch import nn
 
 from cospeech.errors import InputError
 from cospeech.models.attention import AttentionLayout, CrossAttention, SelfAttention
+from cospeech.models.checkpoint import PretrainedMixin
 from cospeech.models.config import VideoDiTConfig
 from cospeech.models.kv_cache import KVCache
 from cospeech.models.layers import (
@@ -120,8 +121,15 @@ class ImageProjection(nn.Module):
         return self.proj(tokens)
 
 
-class VideoDiT(nn.Module):
-    """Pose-conditioned video DiT (Wan2.1 blocks). See docs/models.md."""
+class VideoDiT(PretrainedMixin):
+    """Pose-conditioned video DiT (Wan2.1 blocks). See docs/models.md.
+
+    ``from_pretrained`` / ``save_pretrained`` come from
+    :class:`~cospeech.models.checkpoint.PretrainedMixin` (Wan2.1 original or diffusers
+    layout, or our own).
+    """
+
+    OPTIONAL_PREFIXES = POSE_ENCODER_PREFIXES
 
     def __init__(self, config: VideoDiTConfig) -> None:
         super().__init__()
@@ -183,24 +191,6 @@ class VideoDiT(nn.Module):
             counts["pose" if name.startswith(POSE_ENCODER_PREFIXES) else "wan"] += param.numel()
         return counts
 
-    @classmethod
-    def from_pretrained(
-        cls,
-        path: str | Path,
-        dtype: torch.dtype = torch.float32,
-        device: torch.device | str = "cpu",
-    ) -> VideoDiT:
-        """Load a Wan2.1 (original or diffusers layout) or cospeech checkpoint folder."""
-        from cospeech.models.checkpoint import load_pretrained
-
-        return load_pretrained(path, dtype=dtype, device=device)
-
-    def save_pretrained(self, path: str | Path) -> None:
-        """Write ``config.json`` + ``model.safetensors`` (original Wan layout) atomically."""
-        from cospeech.models.checkpoint import save_pretrained
-
-        save_pretrained(self, path)
-
     # ------------------------------------------------------------------ forward
     def forward(
         self,
@@ -213,7 +203,7 @@ class VideoDiT(nn.Module):
         *,
         attention: str = "full",
         chunk_frames: int = 3,
-        plan: SparsePlan | None = None,
+        plan: SparsePlan | Sequence[SparsePlan] | None = None,
         sparse_backend: str = "auto",
         kv_cache: KVCache | None = None,
         cache_update: bool = False,
@@ -234,7 +224,11 @@ class VideoDiT(nn.Module):
                 conditioning channels of latent frame 0 (only when the input holds it).
             attention: ``"full"`` or ``"causal"`` (block-causal, chunks of
                 ``chunk_frames`` latent frames).
-            plan: input-aware sparse plan over the input's tokens (replaces ``attention``).
+            plan: input-aware sparse plan over the input's tokens (replaces ``attention``):
+                one for the whole batch, or a sequence of one per batch element (a
+                training batch mixes speakers). With ``kv_cache``: a plan over the whole
+                clip; the chunk attends what its exact mask allows among the cached
+                frames and its own. A plan for another grid is an ``InputError``.
             sparse_backend: backend name passed to ``sparse_attention``.
             kv_cache: input is one chunk after the cache's frames; attends them too.
             cache_update: stage this chunk's keys/values and commit them at the end.
@@ -244,8 +238,8 @@ class VideoDiT(nn.Module):
         batch, frames, height, width = self._check_inputs(x, context, clip_context)
         if attention not in ATTENTION_MODES:
             raise InputError(f"attention must be one of {ATTENTION_MODES}, got {attention!r}")
-        if plan is not None and (attention != "full" or kv_cache is not None):
-            raise InputError("a sparse plan replaces the attention mode and cannot use a KV cache")
+        if plan is not None and attention != "full":
+            raise InputError("a sparse plan replaces the attention mode: leave attention 'full'")
         if kv_cache is not None and (attention != "full" or frame_offset):
             raise InputError("with a KV cache the chunk attends the cache: no mode or offset")
         t = torch.as_tensor(t, dtype=torch.float32, device=x.device).reshape(-1)
@@ -271,11 +265,12 @@ class VideoDiT(nn.Module):
         text = self.text_embedding(context.to(dtype)) if context is not None else None
         image = self.img_emb(clip_context.to(dtype)) if clip_context is not None else None
 
+        plans = _per_sample_plans(plan, batch)
         layout = self._layout(
             grid,
             attention,
             chunk_frames,
-            plan,
+            plans,
             sparse_backend,
             kv_cache,
             frame_offset,
@@ -348,7 +343,7 @@ class VideoDiT(nn.Module):
         grid: tuple[int, int, int],
         attention: str,
         chunk_frames: int,
-        plan: SparsePlan | None,
+        plans: tuple[SparsePlan, ...],
         sparse_backend: str,
         kv_cache: KVCache | None,
         frame_offset: int,
@@ -365,6 +360,7 @@ class VideoDiT(nn.Module):
                 raise InputError(
                     f"KVCache has {kv_cache.num_layers} layers, model {cfg.num_layers}"
                 )
+            chunk_groups = _chunk_groups(plans, kv_cache, grid, device)
             kv_cache.begin(frames, (height, width), cache_update)
             cached = kv_cache.cached_frames
             cos_k, sin_k = rope_cos_sin(
@@ -372,14 +368,21 @@ class VideoDiT(nn.Module):
             )
             split = cached * height * width
             return AttentionLayout(
-                "cached", cos_k[split:], sin_k[split:], cos_k[:split], sin_k[:split], cache=kv_cache
+                "cached",
+                cos_k[split:],
+                sin_k[split:],
+                cos_k[:split],
+                sin_k[:split],
+                cache=kv_cache,
+                chunk_groups=chunk_groups,
             )
         positions = torch.arange(frames, device=device) + frame_offset
         cos, sin = rope_cos_sin(positions, height, width, **rope)
-        if plan is not None:
-            plan.check_length(frames * height * width)
+        if plans:
+            for plan in plans:
+                plan.check_grid(frames, height, width, "VideoDiT")
             return AttentionLayout(
-                "sparse", cos, sin, cos, sin, plan=plan, sparse_backend=sparse_backend
+                "sparse", cos, sin, cos, sin, plans=plans, sparse_backend=sparse_backend
             )
         if attention == "causal":
             if chunk_frames <= 0:
@@ -396,3 +399,44 @@ class VideoDiT(nn.Module):
         out = out.reshape(out.shape[0], frames, height, width, pt, ph, pw, self.config.out_dim)
         out = out.permute(0, 7, 1, 4, 2, 5, 3, 6)
         return out.reshape(out.shape[0], self.config.out_dim, frames * pt, height * ph, width * pw)
+
+
+def _per_sample_plans(
+    plan: SparsePlan | Sequence[SparsePlan] | None, batch: int
+) -> tuple[SparsePlan, ...]:
+    """``()`` without a plan, else one plan per batch element (a single plan is shared)."""
+    from cospeech.attention import SparsePlan
+
+    if plan is None:
+        return ()
+    if isinstance(plan, SparsePlan):
+        return (plan,) * batch
+    plans = tuple(plan)
+    if len(plans) != batch or not all(isinstance(p, SparsePlan) for p in plans):
+        raise InputError(
+            f"plan: expected one SparsePlan or a sequence of {batch} (one per batch element), "
+            f"got {len(plans)} item(s)"
+        )
+    return plans
+
+
+def _chunk_groups(
+    plans: tuple[SparsePlan, ...],
+    cache: KVCache,
+    grid: tuple[int, int, int],
+    device: torch.device,
+) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
+    """Per sample, the index groups of the chunk's queries against the cached frames then
+    its own (:meth:`SparsePlan.chunk_groups`); ``[]`` without plans."""
+    frames, height, width = grid
+    chunk = list(range(cache.frames_seen, cache.frames_seen + frames))
+    groups = []
+    for plan in plans:
+        plan.check_grid(plan.num_frames, height, width, "VideoDiT")
+        if chunk[-1] >= plan.num_frames:
+            raise InputError(
+                f"VideoDiT: the chunk holds latent frames {chunk[0]}..{chunk[-1]}, the sparse "
+                f"plan covers {plan.num_frames}"
+            )
+        groups.append(plan.chunk_groups(chunk, cache.frame_indices + chunk, device))
+    return groups

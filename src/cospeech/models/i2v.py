@@ -23,10 +23,11 @@ import torch
 from torch import Tensor, nn
 
 from cospeech.errors import InputError
+from cospeech.latent_geometry import TIME_STRIDE
+from cospeech.media.pixels import pixels_to_tensor
 from cospeech.pose.draw import draw_pose
 
 MASK_CHANNELS = 4
-TIME_STRIDE = 4
 CONDITION_NAMES = ("pose", "reference", "ref_pose")
 
 
@@ -98,7 +99,7 @@ def pose_maps(keypoints: np.ndarray, size: int) -> Tensor:
     """Keypoints ``[F, 133, 3]`` in output pixels -> pose maps ``[1, 3, F, size, size]`` in
     [-1, 1] (:func:`cospeech.pose.draw.draw_pose`, as the training data draws them)."""
     maps = np.stack([draw_pose(k, size, size) for k in keypoints])
-    return torch.from_numpy(maps).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
+    return pixels_to_tensor(maps)[None]
 
 
 def reference_pose_map(keypoints: np.ndarray, size: int) -> Tensor:

@@ -18,6 +18,8 @@ steps of a chunk rotate the cached keys once per layer (memory: keys held twice)
 
 Eviction: the first ``sink_chunks`` committed chunks (the reference / first chunk) are
 kept forever; of the rest only the last ``window_chunks`` are kept (``None``: keep all).
+:attr:`KVCache.frame_indices` names the absolute latent frames held, in order, so a
+sparse plan over the whole clip can say which of them a chunk's queries attend.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class KVCache:
         self._values: list[torch.Tensor | None] = [None] * self.num_layers
         self._rotated: dict[int, torch.Tensor] = {}
         self._chunk_frames: list[int] = []
+        self._chunk_starts: list[int] = []
         self._staged: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self._staged_frames = 0
         self.grid: tuple[int, int] | None = None
@@ -57,6 +60,15 @@ class KVCache:
     def cached_frames(self) -> int:
         """Latent frames whose keys/values are held (sink + window)."""
         return sum(self._chunk_frames)
+
+    @property
+    def frame_indices(self) -> list[int]:
+        """Absolute latent frame index of every held frame, in storage order."""
+        return [
+            start + i
+            for start, count in zip(self._chunk_starts, self._chunk_frames, strict=True)
+            for i in range(count)
+        ]
 
     @property
     def num_chunks(self) -> int:
@@ -108,6 +120,7 @@ class KVCache:
             self._values[layer] = values if old_v is None else torch.cat([old_v, values], dim=1)
         self._rotated = {}
         self._chunk_frames.append(self._staged_frames)
+        self._chunk_starts.append(self.frames_seen)
         self.frames_seen += self._staged_frames
         self.grid = grid
         self._staged = {}
@@ -129,3 +142,4 @@ class KVCache:
                 assert held is not None
                 store[layer] = torch.cat([held[:, :start], held[:, stop:]], dim=1)
         del self._chunk_frames[self.sink_chunks : self.sink_chunks + excess]
+        del self._chunk_starts[self.sink_chunks : self.sink_chunks + excess]

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from cospeech.motion.generate import GenerateOptions, MotionGenerator
+from cospeech.motion.generate import MotionGenerator, MotionOptions
 from cospeech.motion.metrics import HANDS, correlation, hand_variance, mouth_opening
 from cospeech.motion.normalize import FACE_POINTS
 from cospeech.pose.sequence import PoseSequence
+from cospeech.progress import track
 
 SAMPLE_RATE = 16000
 WARMUP_CHUNKS = 3
@@ -41,13 +42,16 @@ def time_streaming(
     reference: PoseSequence,
     chunk_frames: int,
     threads: int = 1,
+    progress: bool = False,
 ) -> StreamTiming:
     """Push ``audio`` one chunk's worth of samples at a time; time each push that emits."""
-    options = GenerateOptions(chunk_frames=chunk_frames, threads=threads)
+    options = MotionOptions(chunk_frames=chunk_frames, threads=threads)
     stream = generator.stream(reference, options=options)
     step = round(chunk_frames / options.fps * SAMPLE_RATE)
     times = []
-    for start in range(0, audio.size, step):
+    pushes = range(0, audio.size, step)
+    for start in track(pushes, f"streaming {chunk_frames}-frame chunks", unit="chunk",
+                       enabled=progress):  # fmt: skip
         began = time.perf_counter()
         out = stream.push(audio[start : start + step])
         if out is not None:
@@ -63,12 +67,17 @@ def time_streaming(
 
 
 def time_offline(
-    generator: MotionGenerator, audio: np.ndarray, reference: PoseSequence, threads: int = 1
+    generator: MotionGenerator,
+    audio: np.ndarray,
+    reference: PoseSequence,
+    threads: int = 1,
+    progress: bool = False,
 ) -> tuple[float, float]:
     """``(seconds of compute per second of audio, peak resident memory growth in MiB)``."""
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     began = time.perf_counter()
-    generator.generate(audio, reference, options=GenerateOptions(threads=threads))
+    options = MotionOptions(threads=threads)
+    generator.generate(audio, reference, options=options, progress=progress)
     elapsed = time.perf_counter() - began
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return elapsed / (audio.size / SAMPLE_RATE), (after - before) / 1024
@@ -85,19 +94,20 @@ def seam_speeds(keypoints: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarr
 
 
 def streaming_agreement(
-    generator: MotionGenerator, data: str | Path, split: str, limit: int
+    generator: MotionGenerator, data: str | Path, split: str, clips: int, progress: bool = False
 ) -> dict[str, float]:
-    """Streaming vs offline on the first ``limit`` clips of ``split``: mean face distance
+    """Streaming vs offline on the first ``clips`` clips of ``split``: mean face distance
     (px), mouth-opening correlation, hand variance ratio (streaming / offline), and the
     seam ratio of each mode: mean hand speed across the streaming chunks' seams over the
     mean speed inside them (1 = no jump; offline has no seams, its ratio is the baseline)."""
     from cospeech.motion.dataset import load_split
 
-    options = GenerateOptions()
+    options = MotionOptions()
     distances, correlations = [], []
     variances: dict[str, list[float]] = {"offline": [], "streaming": []}
     speeds: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {"offline": [], "streaming": []}
-    for clip in load_split(data, split, limit):
+    loaded = load_split(data, split, clips, progress=progress)
+    for clip in track(loaded, "streaming vs offline", unit="clip", enabled=progress):
         offline = generator.generate(clip.audio, clip.reference_pose, options=options).keypoints
         streamed = generator.generate(
             clip.audio, clip.reference_pose, options=options, streaming=True

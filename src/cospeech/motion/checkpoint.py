@@ -19,10 +19,11 @@ from cospeech.errors import CheckpointError
 from cospeech.jsonfile import read_json, write_json
 from cospeech.motion.config import MotionModelConfig
 from cospeech.motion.model import MotionModel
+from cospeech.shipped import ASSETS, MOTION_DIR
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
-SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "assets" / "motion"
+SHIPPED_MODEL = ASSETS / MOTION_DIR
 
 
 def save_motion_model(

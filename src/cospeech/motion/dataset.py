@@ -29,8 +29,9 @@ from cospeech.errors import InputError
 from cospeech.jsonfile import read_json
 from cospeech.motion.config import MEL_PER_FRAME
 from cospeech.motion.normalize import normalize_reference, to_offsets
-from cospeech.motion.style import style_from_offsets
+from cospeech.motion.style_vector import style_from_offsets
 from cospeech.pose.sequence import PoseSequence
+from cospeech.progress import track
 
 PHONEMES_NAME = "phonemes.json"
 WINDOW_STREAM = 11  # SeedSequence key of the window draws
@@ -80,6 +81,11 @@ def load_clip(root: Path, entry: ManifestEntry) -> MotionClip:
         reference = PoseSequence.load(root / reference_path).keypoints[0]
     else:
         reference = pose.keypoints[0]
+    if meta.get("audio") is False or not (folder / AUDIO_NAME).exists():
+        raise InputError(
+            f"clip {entry.id} ({folder}): has no audio (its source video had no sound); the "
+            "motion model needs speech: prepare videos with an audio track"
+        )
     audio = load_audio(folder / AUDIO_NAME)
     mel = frame_stacked_mel(audio, pose.fps, len(pose), MEL_PER_FRAME)
     offsets = to_offsets(pose.keypoints, reference)
@@ -95,15 +101,14 @@ def load_clip(root: Path, entry: ManifestEntry) -> MotionClip:
 
 def load_split(root: str | Path, split: str, limit: int = 0, progress: bool = False):
     """All clips of ``split`` (the first ``limit`` when > 0), in manifest order."""
-    from tqdm import tqdm
-
     root = Path(root)
     entries = [e for e in read_manifest(root) if e.split == split]
     if limit > 0:
         entries = entries[:limit]
     if not entries:
         raise InputError(f"dataset {root}: no clips in split {split!r}")
-    return [load_clip(root, e) for e in tqdm(entries, desc=f"load {split}", disable=not progress)]
+    loading = track(entries, f"load {split}", unit="clip", enabled=progress)
+    return [load_clip(root, entry) for entry in loading]
 
 
 class MotionWindows(Dataset):

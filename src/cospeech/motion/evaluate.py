@@ -22,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from cospeech.errors import check_range
 from cospeech.motion.dataset import MotionClip, load_split
-from cospeech.motion.generate import GenerateOptions, MotionGenerator
+from cospeech.motion.generate import MAX_SEED, MotionGenerator, MotionOptions
 from cospeech.motion.metrics import (
     beat_alignment,
     hand_variance,
@@ -34,6 +35,7 @@ from cospeech.motion.metrics import (
 )
 from cospeech.motion.normalize import BODY_POINTS, FACE_POINTS, body_frame, from_offsets
 from cospeech.pose.sequence import PoseSequence
+from cospeech.progress import track
 
 LEARNED_OFFLINE = "learned (offline)"
 LEARNED_STREAMING = "learned (streaming)"
@@ -109,24 +111,26 @@ def evaluate(
     model: str | Path | None,
     data: str | Path,
     split: str = "test",
-    limit: int = 0,
+    clips: int = 0,
     seed: int = 0,
     progress: bool = False,
     on_clip: Callable[[MotionClip, dict[str, np.ndarray]], None] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Scores of every method in :data:`METHODS` on ``split`` of dataset ``data``.
+    """Scores of every method in :data:`METHODS` on the first ``clips`` clips (0 = all) of
+    ``split`` of dataset ``data``; a score without a value (a correlation of a still mouth)
+    is NaN (``null`` in JSON).
 
     ``on_clip(clip, outputs)`` is called with each clip's keypoints by method (for drawing).
     """
-    from tqdm import tqdm
-
     from cospeech.audio.phone_recognition import recognize_phones
 
+    check_range("--clips", clips, 0)
+    check_range("--seed", seed, 0, MAX_SEED)
     generator = MotionGenerator.load(model)
-    clips = load_split(data, split, limit, progress=progress)
+    loaded = load_split(data, split, clips, progress=progress)
     scores = {name: MethodScores() for name in METHODS}
-    for clip in tqdm(clips, desc="eval motion", unit="clip", disable=not progress):
-        options = GenerateOptions(fps=clip.fps, seed=seed)
+    for clip in track(loaded, "eval motion", unit="clip", enabled=progress):
+        options = MotionOptions(fps=clip.fps, seed=seed)
         reference = PoseSequence(clip.reference[None], clip.fps, clip.width, clip.height)
         outputs = {
             LEARNED_OFFLINE: generator.generate(clip.audio, reference, options=options).keypoints,

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,17 +34,22 @@ from cospeech.audio.features import (
     num_video_frames,
 )
 from cospeech.audio.load import SAMPLE_RATE, load_audio, prepare_samples
-from cospeech.errors import InputError
+from cospeech.errors import InputError, check_range
 from cospeech.motion.checkpoint import load_motion_model
 from cospeech.motion.config import MEL_PER_FRAME
 from cospeech.motion.flow import sample_continuation
 from cospeech.motion.model import MotionModel
 from cospeech.motion.normalize import BODY_POINTS, FACE_POINTS, from_offsets, normalize_reference
-from cospeech.motion.style import STYLE_DIM
+from cospeech.motion.style_vector import STYLE_DIM
 from cospeech.pose.schema import NUM_KEYPOINTS
 from cospeech.pose.sequence import PoseSequence
+from cospeech.progress import Progress, track
 
 DEFAULT_FPS = 25.0
+FPS_RANGE = (1.0, 120.0)  # frame rates the motion and video commands accept (as data synth)
+MAX_SEED = 2**32 - 1  # seeds are 32-bit: numpy's and torch's generators take them all
+STREAM_PIECE_S = 5.0  # generate(streaming=True) pushes this much audio at a time (progress);
+# smaller pieces cost more per-push overhead (0.4 s pieces: 1.7x the compute of one push)
 
 
 @contextlib.contextmanager
@@ -58,12 +64,14 @@ def torch_threads(count: int) -> Iterator[None]:
 
 
 @dataclass(frozen=True)
-class GenerateOptions:
+class MotionOptions:
     """Inference settings. ``flow_steps`` 0 = the model's own setting; ``temperature``: scale
     of the body flow's initial noise. ``threads``: torch
-    intra-op threads while generating; the model is small, so one thread is fastest (a
-    second one only adds synchronisation, ruinous on a busy machine: see
-    docs/benchmarks/motion.md)."""
+    intra-op threads while generating (at most the machine's CPU count); the model is
+    small, so one thread is fastest (a second one only adds synchronisation, ruinous on a
+    busy machine: see docs/benchmarks/motion.md). ``chunk_frames``: frames per streaming
+    chunk, at most one offline window (``window_frames``). Range errors name the command's
+    flags (``--chunk-frames``)."""
 
     fps: float = DEFAULT_FPS
     seed: int = 0
@@ -75,12 +83,12 @@ class GenerateOptions:
     temperature: float = 1.0
 
     def __post_init__(self) -> None:
-        if not self.fps > 0:
-            raise InputError(f"motion: fps must be positive, got {self.fps}")
+        check_range("--fps", self.fps, *FPS_RANGE)
+        check_range("--seed", self.seed, 0, MAX_SEED)
         if not 0 < self.overlap_frames < self.window_frames:
             raise InputError("motion: needs 0 < overlap_frames < window_frames")
-        if self.chunk_frames < 1 or self.threads < 1:
-            raise InputError("motion: chunk_frames and threads must be >= 1")
+        check_range("--chunk-frames", self.chunk_frames, 1, self.window_frames)
+        check_range("--threads", self.threads, 1, os.cpu_count() or 1)
         if not self.temperature > 0:
             raise InputError(f"motion: temperature must be positive, got {self.temperature}")
 
@@ -132,7 +140,7 @@ class MotionGenerator:
             raise InputError(f"motion: style must be {STYLE_DIM} finite numbers")
         return torch.from_numpy(style)[None]
 
-    def _steps(self, options: GenerateOptions) -> int:
+    def _steps(self, options: MotionOptions) -> int:
         return options.flow_steps or self.config.flow_steps
 
     # -- model runs ----------------------------------------------------------------------------
@@ -186,38 +194,58 @@ class MotionGenerator:
         audio: np.ndarray | str | Path,
         reference: PoseSequence,
         style: np.ndarray | None = None,
-        options: GenerateOptions | None = None,
+        options: MotionOptions | None = None,
         streaming: bool = False,
         progress: bool = False,
     ) -> PoseSequence:
         """Speech (a file path, or 16 kHz mono samples ``[N]``) -> ``[T, 133, 3]`` keypoints
         at ``options.fps`` in the reference's pixels, ``T = round(N / 16000 * fps)``.
         ``streaming`` runs the chunked streaming path over the whole signal instead."""
-        options = options or GenerateOptions()
+        options = options or MotionOptions()
         if isinstance(audio, (str, Path)):
             samples = load_audio(audio)
         else:
             samples = prepare_samples(audio, SAMPLE_RATE)
         if streaming:
-            stream = self.stream(reference, style, options)
-            pieces = [stream.push(samples), stream.finish()]
-            return PoseSequence(
-                np.concatenate([p.keypoints for p in pieces if p is not None]),
-                options.fps, reference.width, reference.height,
-            )  # fmt: skip
+            return self._streamed(samples, reference, style, options, progress)
         with torch_threads(options.threads):
             return self._offline(samples, reference, style, options, progress)
+
+    def _streamed(
+        self,
+        samples: np.ndarray,
+        reference: PoseSequence,
+        style: np.ndarray | None,
+        options: MotionOptions,
+        progress: bool,
+    ) -> PoseSequence:
+        """The streaming path over a whole signal, pushed a whole number of chunks (about
+        ``STREAM_PIECE_S`` seconds) at a time for progress; the chunks, and so the output,
+        are the same as for one push of everything."""
+        stream = self.stream(reference, style, options)
+        chunks = max(1, round(STREAM_PIECE_S * options.fps / options.chunk_frames))
+        step = max(1, round(chunks * options.chunk_frames / options.fps * SAMPLE_RATE))
+        total = num_video_frames(samples.size, SAMPLE_RATE, options.fps)
+        pieces = []
+        with Progress("motion (streaming)", total, "frame", enabled=progress) as bar:
+            for start in range(0, samples.size, step):
+                pieces.append(stream.push(samples[start : start + step]))
+                bar.update(len(pieces[-1]) if pieces[-1] is not None else 0)
+            pieces.append(stream.finish())
+            bar.update(len(pieces[-1]) if pieces[-1] is not None else 0)
+        return PoseSequence(
+            np.concatenate([p.keypoints for p in pieces if p is not None]),
+            options.fps, reference.width, reference.height,
+        )  # fmt: skip
 
     def _offline(
         self,
         samples: np.ndarray,
         reference: PoseSequence,
         style: np.ndarray | None,
-        options: GenerateOptions,
+        options: MotionOptions,
         progress: bool,
     ) -> PoseSequence:
-        from tqdm import tqdm
-
         ref_keypoints, ref_tensor = self._reference(reference)
         style_tensor = self._style(style)
         frames = num_video_frames(samples.size, SAMPLE_RATE, options.fps)
@@ -230,7 +258,7 @@ class MotionGenerator:
         face = torch.zeros(frames, self.model.face_head[-1].out_features)
         body = torch.zeros(frames, self.model.flow.output.out_features)
         logits = torch.zeros(frames, NUM_KEYPOINTS)
-        for i, start in enumerate(tqdm(starts, desc="motion", unit="window", disable=not progress)):
+        for i, start in enumerate(track(starts, "motion", unit="window", enabled=progress)):
             stop = min(frames, start + window)
             context = body[start : start + context_frames] if i > 0 else None
             out = self.run_frames(
@@ -259,10 +287,10 @@ class MotionGenerator:
         self,
         reference: PoseSequence,
         style: np.ndarray | None = None,
-        options: GenerateOptions | None = None,
+        options: MotionOptions | None = None,
     ) -> MotionStream:
         """A streaming session for one reference; push 16 kHz mono samples into it."""
-        return MotionStream(self, reference, style, options or GenerateOptions())
+        return MotionStream(self, reference, style, options or MotionOptions())
 
 
 class MotionStream:
@@ -278,7 +306,7 @@ class MotionStream:
         generator: MotionGenerator,
         reference: PoseSequence,
         style: np.ndarray | None,
-        options: GenerateOptions,
+        options: MotionOptions,
     ) -> None:
         self.gen = generator
         self.options = options

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from cospeech.audio.phonemes import VOWELS, PhonemeSegment
+from cospeech.errors import InputError
 from cospeech.pose import schema
 
 HANDS = schema.LEFT_HAND + schema.RIGHT_HAND
@@ -40,10 +41,15 @@ def mouth_opening(keypoints: np.ndarray) -> np.ndarray:
 
 
 def correlation(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson correlation of two series; NaN when either is constant."""
+    """Pearson correlation of two series ``[T]``; NaN when either is constant (every value
+    equal: a mean that is off by rounding would otherwise leave noise to correlate)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise InputError(f"series must be [T] of one length, got {a.shape}, {b.shape}")
+    if a.size == 0 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
     a, b = a - a.mean(), b - b.mean()
-    denominator = np.sqrt((a * a).sum() * (b * b).sum())
-    return float((a * b).sum() / denominator) if denominator > 1e-12 else float("nan")
+    return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
 
 
 def mouth_opening_correlation(predicted: np.ndarray, truth: np.ndarray) -> float:

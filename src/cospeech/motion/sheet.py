@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-from cospeech.atomic import atomic_path
+from cospeech.media.image import evenly_spaced, image_grid
 from cospeech.pose.draw import draw_pose
 
 LABEL_HEIGHT = 18
@@ -22,7 +20,7 @@ def motion_sheet(
     import cv2
 
     frames = min(len(k) for k in rows.values())
-    picks = np.linspace(0, frames - 1, columns).round().astype(int)
+    picks = evenly_spaced(frames, columns)
     w, h = round(width * zoom), round(height * zoom)
     lines = []
     for label, keypoints in rows.items():
@@ -31,17 +29,9 @@ def motion_sheet(
         tiles = [draw_pose(scaled[t], w, h) for t in picks]
         for t, tile in zip(picks, tiles, strict=True):
             cv2.putText(tile, f"{t}", (3, h - 5), cv2.FONT_HERSHEY_SIMPLEX, LABEL_SCALE, WHITE)
-        strip = np.concatenate(tiles, axis=1)
+        strip = image_grid(tiles, columns)
         title = np.zeros((LABEL_HEIGHT, strip.shape[1], 3), np.uint8)
         cv2.putText(title, label, (3, LABEL_HEIGHT - 5), cv2.FONT_HERSHEY_SIMPLEX, LABEL_SCALE,
                     WHITE)  # fmt: skip
         lines += [title, strip]
     return np.concatenate(lines, axis=0)
-
-
-def save_png(image: np.ndarray, path: str | Path) -> None:
-    """Write an RGB image as PNG (atomically)."""
-    from PIL import Image
-
-    with atomic_path(path, suffix=".png") as tmp:
-        Image.fromarray(image).save(tmp, format="PNG", optimize=True)

@@ -17,10 +17,8 @@ from cospeech.errors import CheckpointError, InputError
 from cospeech.jsonfile import read_json, write_json
 from cospeech.models import VideoDiT
 from cospeech.models.vae import TinyVideoVAE
+from cospeech.shipped import ASSETS, TEACHER_DIR, VAE_DIR
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
-TEACHER_DIR = "teacher"
-VAE_DIR = "vae"
 SAMPLING_FILE = "sampling.json"
 
 
@@ -64,14 +62,27 @@ class ModelBundle:
     settings: SamplingSettings
 
 
-def load_bundle(
-    folder: str | Path | None = None, device: torch.device | str = "cpu"
-) -> ModelBundle:
-    """Load ``folder`` (default: the shipped demo models); weights are cast to float32."""
+def model_folder(folder: str | Path | None = None) -> Path:
+    """``folder`` (default: the shipped demo models), checked to hold ``teacher/`` and
+    ``vae/`` (InputError otherwise)."""
     root = Path(folder) if folder is not None else ASSETS
     for sub in (TEACHER_DIR, VAE_DIR):
         if not (root / sub).is_dir():
             raise InputError(f"model folder {root}: no {sub}/ inside (see docs/generate.md)")
+    return root
+
+
+def load_settings(folder: str | Path | None = None) -> SamplingSettings:
+    """The sampling settings of a model folder, read without loading any weights (so that
+    options can be checked against them first)."""
+    return SamplingSettings.load(model_folder(folder) / TEACHER_DIR)
+
+
+def load_bundle(
+    folder: str | Path | None = None, device: torch.device | str = "cpu"
+) -> ModelBundle:
+    """Load ``folder`` (default: the shipped demo models); weights are cast to float32."""
+    root = model_folder(folder)
     teacher = VideoDiT.from_pretrained(root / TEACHER_DIR, dtype=torch.float32, device=device)
     vae = TinyVideoVAE.from_pretrained(root / VAE_DIR, dtype=torch.float32, device=device)
     config = teacher.config
@@ -80,7 +91,7 @@ def load_bundle(
             f"model folder {root}: teacher works on {config.out_dim} latent channels, "
             f"the VAE has {vae.latent_channels}"
         )
-    return ModelBundle(teacher.eval(), vae.eval(), SamplingSettings.load(root / TEACHER_DIR))
+    return ModelBundle(teacher.eval(), vae.eval(), load_settings(root))
 
 
 def save_bundle(

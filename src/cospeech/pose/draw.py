@@ -25,6 +25,9 @@ the same keypoints give the same bytes.
 from __future__ import annotations
 
 import colorsys
+import itertools
+from collections.abc import Iterable
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -135,6 +138,26 @@ def draw_pose_sequence(
     for t in range(len(pose)):
         _draw(out[t], kps[t], float(min_confidence), sizes)
     return out
+
+
+def write_pose_video(
+    pose: PoseSequence,
+    path: str | Path,
+    audio: np.ndarray | None = None,
+    backgrounds: Iterable[np.ndarray] | None = None,
+) -> None:
+    """Skeletons of ``pose`` as an mp4 at ``path`` (atomically), drawn over ``backgrounds``
+    (``[H, W, 3]`` uint8 frames of the pose's size, one per pose frame) or on black, with
+    ``audio`` (16 kHz mono) muxed; an odd side gets a black row or column (H.264)."""
+    from cospeech.media.image import pad_to_even
+    from cospeech.media.video import VideoWriter
+    from cospeech.progress import track
+
+    canvases = itertools.repeat(None) if backgrounds is None else backgrounds
+    frames = zip(pose.keypoints, canvases, strict=False)
+    with VideoWriter(path, pose.fps, audio=audio) as writer:
+        for keypoints, canvas in track(frames, "draw", len(pose), "frame", leave=False):
+            writer.add(pad_to_even(draw_pose(keypoints, pose.width, pose.height, canvas)))
 
 
 def _canvas(canvas: np.ndarray | None, frames: int, width: int, height: int) -> np.ndarray:

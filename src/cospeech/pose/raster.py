@@ -8,7 +8,8 @@ The rule, exactly (docs/pose.md explains it in full):
   ``cell = space_stride * patch``, and its *centre* is ``((c + 0.5) * cell_w,
   (r + 0.5) * cell_h)``. Keypoints are continuous pixel coordinates on the same axes.
   Distances below are measured in token units (``x / cell_w``, ``y / cell_h``).
-* **Parts.** A region is the union of its parts (:data:`REGION_PARTS`). A part covers a
+* **Parts.** A region is the union of its parts (a region set, e.g.
+  :data:`~cospeech.pose.regions.ATTENTION_REGIONS`, maps names to parts). A part covers a
   token when the token's centre lies within ``margin`` of the convex hull of the part's
   confident keypoints (confidence >= ``min_confidence`` and > 0): inside the hull, or at
   distance <= ``margin`` from it. So a part with one confident point is a disc of radius
@@ -18,11 +19,13 @@ The rule, exactly (docs/pose.md explains it in full):
   ``sqrt(2)/2`` tokens from any point in it; the other ~0.3 token is slack for the
   flesh around the skeleton.
 * **Time.** The VAE is causal: latent frame 0 is video frame 0, latent ``i >= 1`` is
-  video frames ``4i-3 .. 4i`` (``time_stride = 4``), so ``T_latent = 1 + ceil((T-1)/4)``;
+  video frames ``4i-3 .. 4i`` (``time_stride = 4``), so ``T_latent = 1 + ceil((T-1)/4)``
+  (:func:`cospeech.latent_geometry.latent_frame_ranges`);
   a final partial group takes the frames there are. A latent frame's region is the union
   of the region over its video frames (and over ``patch_t`` latent frames per token).
-* **Overlaps** go to the region listed first in :data:`REGION_PRIORITY`; label 0 is
-  background, region ``name`` is :data:`REGION_LABELS` ``[name]``.
+* **Overlaps** are kept: a token's value is the bitmask of every region covering it
+  (bit ``i`` = region ``i`` of the region set, :func:`~cospeech.pose.regions.region_bits`),
+  0 = background.
 
 Cost: one convex hull per frame for parts with 4 or more keypoints (OpenCV), the rest is
 vectorised over frames and restricted to each part's bounding box on the grid.
@@ -38,12 +41,8 @@ import cv2
 import numpy as np
 
 from cospeech.errors import InputError
-from cospeech.pose.regions import (
-    REGION_LABELS,
-    REGION_NAMES,
-    REGION_PARTS,
-    REGION_PRIORITY,
-)
+from cospeech.latent_geometry import SPACE_STRIDE, TIME_STRIDE, latent_frame_ranges
+from cospeech.pose.regions import ATTENTION_REGIONS, RegionSet
 from cospeech.pose.sequence import PoseSequence
 
 DEFAULT_MARGIN = 1.0
@@ -53,62 +52,50 @@ _EPS = 1e-9
 _CHUNK_ELEMENTS = 1 << 22  # [frames, hull vertices, tokens] elements per temporary array
 
 
-def num_latent_frames(num_frames: int, time_stride: int = 4) -> int:
-    """``1 + ceil((T - 1) / time_stride)``: latent frames of a causal VAE for ``T`` frames."""
-    if num_frames < 1 or time_stride < 1:
-        raise InputError(
-            f"need at least one frame and a positive time stride, got {num_frames}, {time_stride}"
-        )
-    return 1 + math.ceil((num_frames - 1) / time_stride)
-
-
-def latent_frame_ranges(num_frames: int, time_stride: int = 4) -> list[tuple[int, int]]:
-    """The video frames ``[start, stop)`` each latent frame covers: ``(0, 1)``, then
-    ``(s*(i-1)+1, s*i+1)`` for latent ``i >= 1`` (clipped to ``num_frames``)."""
-    n = num_latent_frames(num_frames, time_stride)
-    return [(0, 1)] + [
-        (time_stride * (i - 1) + 1, min(time_stride * i + 1, num_frames)) for i in range(1, n)
-    ]
-
-
-def region_token_labels(
+def region_token_masks(
     pose: PoseSequence,
-    time_stride: int = 4,
-    space_stride: int = 8,
+    time_stride: int = TIME_STRIDE,
+    space_stride: int = SPACE_STRIDE,
     patch: tuple[int, int, int] = (1, 2, 2),
     margin: float | Mapping[str, float] = DEFAULT_MARGIN,
     *,
+    regions: RegionSet = ATTENTION_REGIONS,
     min_confidence: float = 0.3,
 ) -> np.ndarray:
-    """Region label of every latent token: int64 ``[T_tokens, h, w]``.
+    """The regions of every latent token as a bitmask: int64 ``[T_tokens, h, w]``.
 
+    Bit ``i`` is set where region ``i`` of ``regions`` (default: the paper's R, hands
+    merged; :data:`~cospeech.pose.regions.BODY_REGIONS` names each hand) covers the
+    token; 0 = background. Overlapping regions set several bits.
     ``T_tokens = (1 + ceil((T - 1) / time_stride)) / patch_t``, ``h = H / (space_stride *
     patch_h)``, ``w = W / (space_stride * patch_w)`` (an :class:`InputError` when these do
     not divide). ``margin`` is in token units, one number for all regions or a mapping
     from region name to margin (regions left out use :data:`DEFAULT_MARGIN`). Masks per
     video frame: ``time_stride=1, patch=(1, 1, 1)`` (margin in ``space_stride`` pixels).
     """
-    grid = _TokenGrid.of(pose, time_stride, space_stride, patch, "region_token_labels")
-    margins = _margins(margin)
-    labels = np.zeros(grid.shape, dtype=np.int64)
-    for name in reversed(REGION_PRIORITY):  # lowest priority first, the higher overwrite
-        tokens = grid.mask(pose, REGION_PARTS[name], margins[name], min_confidence)
-        labels[tokens] = REGION_LABELS[name]
-    return labels
+    grid = _TokenGrid.of(pose, time_stride, space_stride, patch, "region_token_masks")
+    if not regions or len(regions) > 62:
+        raise InputError(f"region_token_masks: need 1 to 62 regions, got {len(regions)}")
+    margins = _margins(margin, tuple(regions))
+    masks = np.zeros(grid.shape, dtype=np.int64)
+    for bit, (name, parts) in enumerate(regions.items()):
+        tokens = grid.mask(pose, parts, margins[name], min_confidence)
+        masks[tokens] |= np.int64(1) << bit
+    return masks
 
 
 def keypoint_token_mask(
     pose: PoseSequence,
     keypoints: tuple[int, ...],
-    time_stride: int = 4,
-    space_stride: int = 8,
+    time_stride: int = TIME_STRIDE,
+    space_stride: int = SPACE_STRIDE,
     patch: tuple[int, int, int] = (1, 2, 2),
     margin: float = DEFAULT_MARGIN,
     *,
     min_confidence: float = 0.3,
 ) -> np.ndarray:
     """Tokens covered by the hull of ``keypoints`` (one part, the rule of
-    :func:`region_token_labels` without regions or priorities): bool ``[T_tokens, h, w]``.
+    :func:`region_token_masks` for a single part): bool ``[T_tokens, h, w]``.
     For a detail smaller than a region, e.g. the lips (:data:`~cospeech.pose.schema.MOUTH`)."""
     grid = _TokenGrid.of(pose, time_stride, space_stride, patch, "keypoint_token_mask")
     if not (math.isfinite(margin) and margin >= 0):
@@ -174,17 +161,17 @@ class _TokenGrid:
         return latent.reshape(-1, self.patch_t, *self.shape[1:]).any(axis=1)
 
 
-def _margins(margin: float | Mapping[str, float]) -> dict[str, float]:
+def _margins(margin: float | Mapping[str, float], names: tuple[str, ...]) -> dict[str, float]:
     if isinstance(margin, Mapping):
-        unknown = set(margin) - set(REGION_NAMES)
+        unknown = set(margin) - set(names)
         if unknown:
-            raise InputError(f"region_token_labels: unknown region(s) in margin: {sorted(unknown)}")
-        out = {name: float(margin.get(name, DEFAULT_MARGIN)) for name in REGION_NAMES}
+            raise InputError(f"region_token_masks: unknown region(s) in margin: {sorted(unknown)}")
+        out = {name: float(margin.get(name, DEFAULT_MARGIN)) for name in names}
     else:
-        out = dict.fromkeys(REGION_NAMES, float(margin))
+        out = dict.fromkeys(names, float(margin))
     for name, m in out.items():
         if not (math.isfinite(m) and m >= 0):
-            raise InputError(f"region_token_labels: margin of {name} must be >= 0, got {m}")
+            raise InputError(f"region_token_masks: margin of {name} must be >= 0, got {m}")
     return out
 
 

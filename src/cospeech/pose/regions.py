@@ -1,24 +1,29 @@
 """Body regions for the local (region) attention mask and the region loss.
 
-The paper's R = {face, hands, arms, body, shoulders}, with the two hands split since they
-move independently. Each region is a union of *parts*; a part is a set of keypoints whose
-convex hull (dilated by a margin) the region covers, so a region like ``arms`` does not
-swallow the chest between the two arms. Label 0 is background; region ``i`` in
-:data:`REGION_NAMES` has label ``i + 1``.
+A region is a union of *parts*; a part is a set of keypoints whose convex hull (dilated
+by a margin) the region covers, so a region like ``arms`` does not swallow the chest
+between the two arms. Regions may overlap (a hand in front of the face lies in both), so
+a token's membership is a **set**, stored as an int bitmask: bit ``i`` set = the token
+lies in region ``i`` of the region set, 0 = background (:func:`region_bits`).
 
-Overlaps resolve by :data:`REGION_PRIORITY`: the smaller, more detailed region wins
-(hands over face over arms over shoulders over body).
+Two region sets:
+
+* :data:`ATTENTION_REGIONS` -- the paper's R = {face, hands, arms, shoulders, body}, with
+  one ``hands`` region (both hands' parts): Eq. 3 lets the left hand attend the right.
+* :data:`BODY_REGIONS` -- the same with ``left_hand`` and ``right_hand`` apart, for the
+  region loss weights, which name each hand.
 """
 
 from __future__ import annotations
 
 from cospeech.pose import schema as s
 
-REGION_NAMES = ("face", "left_hand", "right_hand", "arms", "shoulders", "body")
 BACKGROUND = 0
-REGION_LABELS = {name: i + 1 for i, name in enumerate(REGION_NAMES)}
 
-REGION_PARTS: dict[str, tuple[tuple[int, ...], ...]] = {
+RegionSet = dict[str, tuple[tuple[int, ...], ...]]
+"""Region name -> parts (each a tuple of keypoint indices); the order fixes the bits."""
+
+BODY_REGIONS: RegionSet = {
     "face": (s.FACE + (s.NOSE, s.LEFT_EYE, s.RIGHT_EYE, s.LEFT_EAR, s.RIGHT_EAR),),
     "left_hand": (s.LEFT_HAND,),
     "right_hand": (s.RIGHT_HAND,),
@@ -31,10 +36,18 @@ REGION_PARTS: dict[str, tuple[tuple[int, ...], ...]] = {
     "shoulders": ((s.LEFT_SHOULDER, s.RIGHT_SHOULDER),),
     "body": ((s.LEFT_SHOULDER, s.RIGHT_SHOULDER, s.RIGHT_HIP, s.LEFT_HIP),),
 }
+"""Regions with the hands apart (region loss weights): name -> parts."""
 
-# Highest priority first: where regions overlap, the first one listed takes the token.
-REGION_PRIORITY = ("left_hand", "right_hand", "face", "arms", "shoulders", "body")
-
-REGION_KEYPOINTS: dict[str, tuple[int, ...]] = {
-    name: tuple(sorted({i for part in parts for i in part})) for name, parts in REGION_PARTS.items()
+ATTENTION_REGIONS: RegionSet = {
+    "face": BODY_REGIONS["face"],
+    "hands": BODY_REGIONS["left_hand"] + BODY_REGIONS["right_hand"],
+    "arms": BODY_REGIONS["arms"],
+    "shoulders": BODY_REGIONS["shoulders"],
+    "body": BODY_REGIONS["body"],
 }
+"""The paper's R (local attention mask): name -> parts; ``hands`` = both hands."""
+
+
+def region_bits(regions: RegionSet = ATTENTION_REGIONS) -> dict[str, int]:
+    """``{name: bit}``: region ``i`` of ``regions`` (in order) is bit ``1 << i``."""
+    return {name: 1 << i for i, name in enumerate(regions)}

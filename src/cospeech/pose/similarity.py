@@ -17,8 +17,14 @@ the best rotation angle is ``atan2(c, d)`` and
 
 No scaling is allowed (a pose twice as large is not similar), and there is no reflection
 (det R = +1). Points that are missing (confidence 0) in either set are left out of the
-pair; the error is the plain Frobenius norm, so it is not normalised by the number of
-points. A pair of frames with no point in common has no defined error and gets ``+inf``.
+pair. A pair of frames with no point in common has no defined error and gets ``+inf``.
+
+:func:`rigid_alignment_error` is Eq. 1 as written (the Frobenius norm over the shared
+points). :func:`frame_similarity`, which ranks frames for the global mask, divides it by
+``sqrt(n)`` for ``n`` shared points: the **RMS error per shared point**. A sum over the
+shared points grows with their number, so a frame whose hands were not detected (fewer
+shared points) would look closer than a complete frame that is closer point by point;
+per point, a missing keypoint neither helps nor hurts a frame.
 """
 
 from __future__ import annotations
@@ -93,12 +99,13 @@ def rigid_alignment_error(
 
 
 def frame_similarity(points: ArrayT, confidence: ArrayT | None = None) -> ArrayT:
-    """Pairwise rigid alignment errors between the frames of a sequence.
+    """Pairwise rigid alignment errors per shared point (RMS) between the frames of a sequence.
 
     ``points``: ``[T, B, 2]``; ``confidence``: optional ``[T, B]`` (a point counts for a
     pair only if its confidence is > 0 in both frames). Returns ``[T, T]`` float64, the
     same kind as ``points`` (numpy, or torch on the same device): entry ``(i, j)`` equals
-    ``rigid_alignment_error(points[i], points[j], confidence[i], confidence[j])``;
+    ``rigid_alignment_error(points[i], points[j], confidence[i], confidence[j]) / sqrt(n)``
+    with ``n`` the points shared by the two frames (see the module docstring for why);
     symmetric, zero diagonal, ``inf`` for pairs with no shared point.
 
     Every per-pair sum is a weighted sum over the ``B`` points with weights
@@ -131,8 +138,8 @@ def frame_similarity(points: ArrayT, confidence: ArrayT | None = None) -> ArrayT
         dot_c = dot - (sx * sx.T + sy * sy.T) * inv_n
         cross_c = cross - (sy * sx.T - sx * sy.T) * inv_n
         err2 = var_a + var_a.T - 2.0 * np.sqrt(dot_c * dot_c + cross_c * cross_c)
-    sim = np.sqrt(np.maximum(err2, 0.0))
-    sim = 0.5 * (sim + sim.T)
+        rms = np.sqrt(np.maximum(err2, 0.0) * inv_n)
+    sim = 0.5 * (rms + rms.T)
     sim[n == 0] = np.inf
     np.fill_diagonal(sim, 0.0)
 

@@ -17,7 +17,6 @@ import json
 import os
 import pickle
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,9 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from cospeech.atomic import apply_umask, make_temp_dir
 from cospeech.errors import CheckpointError
+from cospeech.jsonfile import dumps
 
 PREFIX = "step-"
 
@@ -59,13 +60,15 @@ def save_checkpoint(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"{PREFIX}{step:08d}"
-    tmp = Path(tempfile.mkdtemp(dir=folder, prefix=f".{final.name}.tmp-"))
+    tmp = make_temp_dir(folder, f".{final.name}.tmp-")
     try:
         save_file(_tensors_for_file(model), str(tmp / "model.safetensors"))
         if ema is not None:
             save_file(_tensors_for_file(ema), str(tmp / "ema.safetensors"))
         torch.save(trainer, tmp / "trainer.pt")
-        (tmp / "state.json").write_text(json.dumps({"step": step, "extra": extra or {}}, indent=1))
+        (tmp / "state.json").write_text(dumps({"step": step, "extra": extra or {}}, indent=1))
+        for written in tmp.iterdir():  # safetensors writes 0600: follow the umask instead
+            apply_umask(written)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
-from cospeech.errors import InputError
+from cospeech.errors import InputError, check_range
 
 LR_DECAYS = ("constant", "cosine")
+MIXED_PRECISION = ("auto", "bf16", "fp32")
 
 
 @dataclass
@@ -30,12 +32,24 @@ class OptimConfig:
     min_lr_ratio: float = 0.1
 
     def __post_init__(self) -> None:
+        where = "train.optim"
         if self.decay not in LR_DECAYS:
-            raise InputError(f"train.optim.decay must be one of {LR_DECAYS}, not {self.decay!r}")
-        if self.decay_start < 0:
-            raise InputError(f"train.optim.decay_start must be >= 0, not {self.decay_start}")
-        if not 0.0 <= self.min_lr_ratio <= 1.0:
-            raise InputError(f"train.optim.min_lr_ratio must be in [0, 1], not {self.min_lr_ratio}")
+            raise InputError(f"{where}.decay must be one of {LR_DECAYS}, got {self.decay!r}")
+        check_positive(f"{where}.lr", self.lr)
+        if len(self.betas) != 2:
+            raise InputError(f"{where}.betas must be two numbers, got {list(self.betas)}")
+        for beta in self.betas:
+            check_fraction(f"{where}.betas", beta)
+        check_range(f"{where}.weight_decay", self.weight_decay, 0)
+        check_positive(f"{where}.eps", self.eps)
+        check_range(f"{where}.warmup_steps", self.warmup_steps, 0)
+        check_range(f"{where}.grad_clip", self.grad_clip, 0)
+        check_range(f"{where}.decay_start", self.decay_start, 0)
+        check_range(f"{where}.min_lr_ratio", self.min_lr_ratio, 0, 1)
+        if self.decay == "constant" and self.decay_start:
+            raise InputError(
+                f"{where}.decay_start does nothing with decay: constant (use decay: cosine)"
+            )
 
 
 @dataclass
@@ -46,6 +60,13 @@ class LoRAConfig:
     alpha: float = 0.0
     dropout: float = 0.0
     target_modules: tuple[str, ...] = ("q", "k", "v", "o", "ffn.0", "ffn.2")
+
+    def __post_init__(self) -> None:
+        check_range("train.lora.rank", self.rank, 0)
+        check_range("train.lora.alpha", self.alpha, 0)
+        check_fraction("train.lora.dropout", self.dropout)
+        if self.rank == 0 and (self.alpha or self.dropout):
+            raise InputError("train.lora.alpha and dropout do nothing with lora.rank 0")
 
 
 @dataclass
@@ -72,3 +93,34 @@ class TrainConfig:
     fsdp: bool = False
     optim: OptimConfig = field(default_factory=OptimConfig)
     lora: LoRAConfig = field(default_factory=LoRAConfig)
+
+    def __post_init__(self) -> None:
+        for name, low in COUNT_FLOORS.items():
+            check_range(f"train.{name}", getattr(self, name), low)
+        check_fraction("train.ema_decay", self.ema_decay)
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise InputError(
+                f"train.mixed_precision must be one of {MIXED_PRECISION}, "
+                f"got {self.mixed_precision!r}"
+            )
+        if self.ema_decay == 0 and self.ema_start:
+            raise InputError("train.ema_start does nothing with ema_decay 0 (EMA off)")
+
+
+# Integer fields of TrainConfig and their smallest allowed values.
+COUNT_FLOORS = {
+    "steps": 0, "batch_size": 1, "grad_accum": 1, "seed": 0, "ema_start": 0,
+    "checkpoint_every": 1, "keep_last": 0, "log_every": 1, "sample_every": 0, "num_workers": 0,
+}  # fmt: skip
+
+
+def check_positive(name: str, value: float) -> None:
+    """:class:`InputError` naming ``name`` unless ``value`` is a finite number > 0."""
+    if not (math.isfinite(value) and value > 0):
+        raise InputError(f"{name} must be > 0, got {value:g}")
+
+
+def check_fraction(name: str, value: float) -> None:
+    """:class:`InputError` naming ``name`` unless ``value`` lies in [0, 1)."""
+    if not 0 <= value < 1:
+        raise InputError(f"{name} must be in [0, 1), got {value:g}")

@@ -7,11 +7,14 @@ runs in one process and the helpers here are no-ops.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from cospeech.device import resolve_device
 
 
 @dataclass(frozen=True)
@@ -37,9 +40,7 @@ def init_distributed(device: str | None = None) -> DistInfo:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device is None:
-        device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
+    dev = resolve_device(device, local_rank)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     if world_size > 1 and not dist.is_initialized():
@@ -74,6 +75,32 @@ def mean_across(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
     value = value.detach().clone()
     dist.all_reduce(value, op=dist.ReduceOp.SUM)
     return value / info.world_size
+
+
+def average_gradients(params: Iterable[nn.Parameter], info: DistInfo) -> None:
+    """Replace every gradient by its mean across processes (what DDP does in its backward),
+    for modules that are not wrapped in DDP.
+
+    A parameter that has a gradient on some process only gets a zero gradient on the
+    others first; one that has none anywhere keeps ``None`` (the optimizer skips it, as
+    in a single process). All processes must pass the parameters in the same order.
+    """
+    if not info.enabled:
+        return
+    params = [p for p in params if p.requires_grad]
+    if not params:
+        return
+    present = torch.tensor(
+        [p.grad is not None for p in params], dtype=torch.float32, device=info.device
+    )
+    dist.all_reduce(present, op=dist.ReduceOp.MAX)
+    for param, has in zip(params, present.tolist(), strict=True):
+        if not has:
+            continue
+        if param.grad is None:
+            param.grad = torch.zeros_like(param)
+        dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)
+        param.grad.div_(info.world_size)
 
 
 def barrier(info: DistInfo) -> None:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cospeech.jsonfile import dumps
+
 
 class MetricsLog:
     """Appends ``{"step": s, **metrics}`` lines to ``metrics.jsonl`` and TensorBoard.
@@ -32,7 +34,7 @@ class MetricsLog:
             self._tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=resume_step + 1)
 
     def scalars(self, step: int, metrics: dict[str, float]) -> None:
-        self._file.write(json.dumps({"step": step, **metrics}) + "\n")
+        self._file.write(dumps({"step": step, **metrics}, indent=None) + "\n")
         self._file.flush()
         if self._tb is not None:
             for name, value in metrics.items():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 from torch import nn
 
 from cospeech.errors import InputError
@@ -34,3 +36,20 @@ def apply_lora(model: nn.Module, config: LoRAConfig) -> nn.Module:
     for name, param in model.named_parameters():
         param.requires_grad_("lora_" in name)
     return model
+
+
+def without_lora(model: nn.Module) -> nn.Module:
+    """``model`` itself when it has no LoRA adapters, else a copy with every adapter merged
+    into its base linear layer (plain ``nn.Linear`` again): what ``save_pretrained`` and the
+    loaders expect (the original parameter names)."""
+    from peft.tuners.lora import LoraLayer
+
+    if not any(isinstance(m, LoraLayer) for m in model.modules()):
+        return model
+    merged = copy.deepcopy(model)
+    for name, module in list(merged.named_modules()):
+        if isinstance(module, LoraLayer):
+            module.merge()
+            parent, _, child = name.rpartition(".")
+            setattr(merged.get_submodule(parent), child, module.get_base_layer())
+    return merged

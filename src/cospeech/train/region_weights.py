@@ -8,8 +8,9 @@ terms, method.md §3) makes the model spend its capacity where the eye looks.
 ``weights = {"face": 4.0}`` gives every latent element inside the face region weight
 ``1 + 4``, every other weight 1; :func:`weighted_mse` normalises by the weights' sum so the
 loss keeps the scale of a plain MSE. Regions come from :func:`cospeech.pose.raster.
-region_token_labels` on the latent grid (one token per latent pixel); where regions
-overlap, the label there (the higher-priority region) decides.
+region_token_masks` with :data:`~cospeech.pose.regions.BODY_REGIONS` (each hand its own
+region) on the latent grid (one token per latent pixel); where regions overlap (a hand
+in front of the face) the largest of their weights applies.
 
 Besides the body regions, ``"mouth"`` names the latents around the lips (the hull of the
 lip keypoints, dilated by one token; :func:`cospeech.pose.raster.keypoint_token_mask`):
@@ -26,12 +27,12 @@ import torch
 
 from cospeech.errors import InputError
 from cospeech.models.vae.loss import weighted_mean
-from cospeech.pose.raster import keypoint_token_mask, region_token_labels
-from cospeech.pose.regions import REGION_LABELS
+from cospeech.pose.raster import keypoint_token_mask, region_token_masks
+from cospeech.pose.regions import BODY_REGIONS, region_bits
 from cospeech.pose.schema import MOUTH
 from cospeech.pose.sequence import PoseSequence
 
-WEIGHT_REGIONS = (*REGION_LABELS, "mouth")
+WEIGHT_REGIONS = (*BODY_REGIONS, "mouth")
 """Names a region weight may take: the body regions and the mouth."""
 
 
@@ -62,21 +63,27 @@ def region_weight_maps(
     ``size`` = ``(height, width)`` of the frames the keypoints live in (pixels); ``h =
     height / space_stride``, ``w = width / space_stride``, ``T_latent = 1 + ceil((F - 1) /
     time_stride)`` (latent 0 is frame 0, latent ``i`` frames ``4i-3 .. 4i``). A latent
-    element gets ``1 + weights[region]`` where its token lies in that region, 1 elsewhere
-    (``1 + weights["mouth"]`` around the lips).
+    element gets ``1 + weights[region]`` where its token lies in that region (the largest
+    such weight where regions overlap), 1 elsewhere (``1 + weights["mouth"]`` around the
+    lips).
     """
     height, width = size
-    table = np.ones(len(REGION_LABELS) + 1, np.float32)
-    for name, extra in weights.items():
-        if name in REGION_LABELS:
-            table[REGION_LABELS[name]] += extra
+    bits = region_bits(BODY_REGIONS)
     maps = []
     for window in keypoints.detach().cpu().numpy().astype(np.float32):
         pose = PoseSequence(window, fps=25.0, width=width, height=height)
-        labels = region_token_labels(
-            pose, time_stride=time_stride, space_stride=space_stride, patch=(1, 1, 1)
+        regions = region_token_masks(
+            pose,
+            time_stride=time_stride,
+            space_stride=space_stride,
+            patch=(1, 1, 1),
+            regions=BODY_REGIONS,
         )
-        window_map = table[labels]
+        window_map = np.ones(regions.shape, np.float32)
+        for name, extra in weights.items():
+            if name in bits:
+                inside = (regions & bits[name]) != 0
+                window_map[inside] = np.maximum(window_map[inside], 1.0 + extra)
         if "mouth" in weights:
             mouth = keypoint_token_mask(
                 pose, MOUTH, time_stride=time_stride, space_stride=space_stride, patch=(1, 1, 1)

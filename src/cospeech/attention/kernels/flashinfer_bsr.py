@@ -42,10 +42,10 @@ def block_pair_masks(plan: SparsePlan, device: torch.device) -> torch.Tensor:
     q_valid, k_valid = q_pos < length, k_pos < length
     allowed = k_valid[:, None, :].expand(-1, bs, -1)
     if plan.exact:
-        f, lab = tensors["token_frame"], tensors["token_label"]
+        f, reg = tensors["token_frame"], tensors["token_regions"]
         qc, kc = q_pos.clamp(max=length - 1), k_pos.clamp(max=length - 1)
         inside = pair_allowed(
-            f[qc][:, :, None], lab[qc][:, :, None], f[kc][:, None, :], lab[kc][:, None, :],
+            f[qc][:, :, None], reg[qc][:, :, None], f[kc][:, None, :], reg[kc][:, None, :],
             tensors["frame_mask"],
         )  # fmt: skip
         allowed = torch.where(q_valid[:, :, None], inside & allowed, allowed)

@@ -2,7 +2,7 @@
 
 The block map goes in as-is (``BlockMask.from_kv_blocks``): full block pairs as
 ``full_kv_*`` (no per-token work), partial pairs of an ``exact`` plan as ``kv_*`` with a
-``mask_mod`` that rebuilds Eq. 3 from the sorted tokens' frames and labels. With
+``mask_mod`` that rebuilds Eq. 3 from the sorted tokens' frames and region bitmasks. With
 ``exact=False`` every kept pair is computed fully, as the paper's pooling does.
 
 FlexAttention only skips work when compiled (eager materialises the full score matrix),
@@ -56,12 +56,12 @@ def block_mask(plan: SparsePlan, device: torch.device):
         kv_num, kv_idx = _padded_rows(rows[partial], cols[partial], nb)
         full_num, full_idx = _padded_rows(rows[~partial], cols[~partial], nb)
         tensors = plan.on(device)
-        frame, label, fmask = tensors["token_frame"], tensors["token_label"], tensors["frame_mask"]
+        frame, regions = tensors["token_frame"], tensors["token_regions"]
+        fmask = tensors["frame_mask"]
 
         def mask_mod(b, h, q_idx, kv_idx_):
             fq, fk = frame[q_idx], frame[kv_idx_]
-            lq, lk = label[q_idx], label[kv_idx_]
-            return (fq == fk) | (fmask[fq, fk] & (lq == lk) & (lq != 0))
+            return (fq == fk) | (fmask[fq, fk] & ((regions[q_idx] & regions[kv_idx_]) != 0))
 
         return BlockMask.from_kv_blocks(
             kv_num.to(device),

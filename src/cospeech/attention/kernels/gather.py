@@ -12,7 +12,7 @@ indices: queries, keys and values are gathered straight from the original order,
 final ``index_select`` puts the outputs back in original order.
 
 With an ``exact`` plan, groups that touch a partial block pair get the token mask of
-their (query, key) tokens as an SDPA boolean mask (rebuilt from token frames/labels).
+their (query, key) tokens as an SDPA boolean mask (rebuilt from token frames/regions).
 """
 
 from __future__ import annotations
@@ -75,9 +75,9 @@ def build_schedule(plan: SparsePlan) -> GatherSchedule:
         if partial_rows.isdisjoint(q_blocks):
             batched.setdefault((len(q_pos), len(kv_pos)), []).append((q_pos, kv_pos))
             continue
-        f, lab = plan.token_frame, plan.token_label
+        f, reg = plan.token_frame, plan.token_regions
         mask = pair_allowed(
-            f[q_pos, None], lab[q_pos, None], f[None, kv_pos], lab[None, kv_pos], plan.frame_mask
+            f[q_pos, None], reg[q_pos, None], f[None, kv_pos], reg[None, kv_pos], plan.frame_mask
         )
         calls.append(
             GatherCall(plan.perm[q_pos], plan.perm[kv_pos], 1, len(q_pos), len(kv_pos), mask)

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from cospeech.atomic import atomic_path
 from cospeech.audio.phonemes import VOWELS, frame_phones, segments_from_json
 from cospeech.data.manifest import POSE_NAME, VIDEO_NAME, read_manifest
 from cospeech.data.synth.corpus import PHONEMES_NAME
 from cospeech.errors import InputError
 from cospeech.jsonfile import read_json
+from cospeech.media.image import image_grid, write_image
 from cospeech.pose.sequence import PoseSequence
 
 SHEET_CLIPS = 3
@@ -49,8 +49,9 @@ def contact_sheet(
     by_identity = {}
     for entry in entries:
         by_identity.setdefault(entry.identity, entry)
-    chosen = (list(by_identity.values()) + entries)[:clips]
-    rows = []
+    first = list(by_identity.values())  # one clip per speaker, then the others: each once
+    chosen = (first + [entry for entry in entries if entry not in first])[:clips]
+    tiles: list[np.ndarray | None] = []
     for entry in chosen:
         folder = root / entry.path
         pose = PoseSequence.load(folder / POSE_NAME)
@@ -70,16 +71,11 @@ def contact_sheet(
             cv2.putText(frame, f"{phones[i]} f{i}", (4, 14), cv2.FONT_HERSHEY_SIMPLEX,
                         LABEL_SCALE, (255, 255, 255), 1, cv2.LINE_AA)  # fmt: skip
             plain.append(frame)
-        for tiles in (plain, overlaid):
-            tiles += [np.zeros_like(tiles[0])] * (frames - len(tiles))
-            rows.append(np.concatenate(tiles, axis=1))
-    return np.concatenate(rows, axis=0)
+        for row in (plain, overlaid):
+            tiles += row + [None] * (frames - len(row))
+    return image_grid(tiles, frames)
 
 
 def write_contact_sheet(root: str | Path, path: str | Path) -> None:
     """Write :func:`contact_sheet` of the corpus at ``root`` as a PNG (atomically)."""
-    from PIL import Image
-
-    image = Image.fromarray(contact_sheet(root)).quantize(PALETTE_COLOURS)
-    with atomic_path(path, suffix=".png") as tmp:
-        image.save(tmp, optimize=True)
+    write_image(contact_sheet(root), path, colours=PALETTE_COLOURS)

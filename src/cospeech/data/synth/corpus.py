@@ -25,7 +25,6 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -34,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from cospeech.atomic import atomic_path
+from cospeech.atomic import atomic_path, make_folder, make_temp_dir
 from cospeech.audio.phonemes import SILENCE, PhonemeSegment, segments_to_json
 from cospeech.data.manifest import (
     AUDIO_NAME,
@@ -43,13 +42,14 @@ from cospeech.data.manifest import (
     POSE_NAME,
     VIDEO_NAME,
     ManifestEntry,
+    clip_duration,
     entry_from_meta,
     read_meta,
     write_manifest,
     write_meta,
 )
 from cospeech.data.synth.identity import Identity, make_identities
-from cospeech.errors import InputError
+from cospeech.errors import InputError, count
 from cospeech.jsonfile import read_json, write_json
 from cospeech.pose.sequence import PoseSequence
 
@@ -99,8 +99,15 @@ class CorpusConfig:
             )
         if not 1 <= self.fps <= 120:
             raise InputError(f"corpus: --fps must be in [1, 120], got {self.fps}")
+        if self.seed < 0:
+            raise InputError(f"corpus: --seed must be >= 0, got {self.seed}")
         if self.identities < 0:
             raise InputError(f"corpus: --identities must be >= 0, got {self.identities}")
+        if self.identities > self.clips:
+            raise InputError(
+                f"corpus: --identities {self.identities} is more than --clips {self.clips}: "
+                f"{count(self.identities - self.clips, 'speaker')} would have no clip"
+            )
         for name in ("val_fraction", "test_fraction"):
             if not 0 <= getattr(self, name) < 1:
                 flag = "--" + name.replace("_", "-")
@@ -241,7 +248,7 @@ def make_clip(root: Path, config: CorpusConfig, identity: Identity, index: int) 
     renderer = Renderer(identity.appearance, config.size, config.size)
 
     (root / "clips").mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root / "clips"))
+    tmp = make_temp_dir(root / "clips", f".{name}.")
     try:
         with VideoWriter(tmp / VIDEO_NAME, config.fps, audio=speech.audio) as writer:
             for keypoints in motion.pose.keypoints:
@@ -252,7 +259,7 @@ def make_clip(root: Path, config: CorpusConfig, identity: Identity, index: int) 
         meta = {
             "id": name, "identity": identity.id, "split": identity.split, "source": SOURCE,
             "fps": config.fps, "width": config.size, "height": config.size, "frames": frames,
-            "duration": duration, "text": speech.text,
+            "duration": clip_duration(frames, config.fps), "text": speech.text,
             "words": [{"word": w, "start": s, "end": e} for w, s, e in speech.words],
             "reference": reference_paths(identity.id),
             "appearance": identity.appearance.to_dict(),
@@ -273,6 +280,20 @@ def make_clip(root: Path, config: CorpusConfig, identity: Identity, index: int) 
 
 
 # --- the whole corpus ----------------------------------------------------------------------
+
+
+def _check_no_shrinking(root: Path, config: CorpusConfig) -> None:
+    """Refuse a ``--clips`` below the finished clips already in the folder: the manifest
+    would leave the extra clips out while they stay on disk."""
+    finished = sorted(meta.parent.name for meta in (root / "clips").glob(f"clip*/{META_NAME}"))
+    extra = [name for name in finished if name >= clip_id(config.clips)]
+    if extra:
+        needed = int(extra[-1].removeprefix("clip")) + 1
+        raise InputError(
+            f"{root} holds {count(len(finished), 'finished clip')} ({extra[-1]} the last); "
+            f"--clips {config.clips} would leave {count(len(extra), 'clip')} out of the "
+            f"manifest: use --clips {needed} or more, or another --out folder"
+        )
 
 
 def _check_settings(root: Path, config: CorpusConfig) -> None:
@@ -340,12 +361,8 @@ def write_corpus(
     below). ``progress(n)`` is called with the number of clips finished so far.
     """
     root = Path(root)
-    if root.exists() and not root.is_dir():
-        raise InputError(f"corpus folder {root}: is a file")
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"corpus folder {root}: cannot be made ({exc.strerror or exc})") from None
+    make_folder(root, "corpus folder")
+    _check_no_shrinking(root, config)
     _check_settings(root, config)
     _remove_partial_clips(root)  # clips cut short by an earlier run
     identities = make_identities(

@@ -5,8 +5,6 @@ from cospeech.models.vae.base import (
     EncodeStream,
     VideoVAE,
     check_frames,
-    latent_frames,
-    video_frames,
 )
 from cospeech.models.vae.loss import VAELossTerms, VAELossWeights, vae_loss
 from cospeech.models.vae.tiny import TINY_VAE_PRESETS, TinyVAEConfig, TinyVideoVAE, VAEOutput
@@ -33,7 +31,5 @@ __all__ = [
     "VideoVAE",
     "WanVAE",
     "check_frames",
-    "latent_frames",
     "vae_loss",
-    "video_frames",
 ]

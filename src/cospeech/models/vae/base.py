@@ -1,5 +1,7 @@
 """The video VAE interface shared by the Wan2.1 VAE and our TinyVideoVAE.
 
+The strides and the frame counts they allow are :mod:`cospeech.latent_geometry`'s.
+
 Frames are ``[B, 3, F, H, W]`` in [-1, 1] with ``F = 1 + 4k`` and ``H, W`` multiples of 8;
 latents are ``[B, C, 1 + (F - 1) / 4, H / 8, W / 8]``, normalised per channel (zero mean,
 unit variance on the training data), the form the video DiT works on. Frame 0 has a latent
@@ -15,6 +17,7 @@ import torch
 from torch import Tensor
 
 from cospeech.errors import InputError
+from cospeech.latent_geometry import SPACE_STRIDE, TIME_STRIDE, latent_frames
 
 
 class DecodeStream(ABC):
@@ -44,8 +47,8 @@ class EncodeStream(ABC):
 class VideoVAE(ABC):
     """A causal video autoencoder with strides 4 (time, frame 0 alone) and 8 (space)."""
 
-    time_stride: int = 4
-    space_stride: int = 8
+    time_stride: int = TIME_STRIDE
+    space_stride: int = SPACE_STRIDE
 
     @property
     @abstractmethod
@@ -80,24 +83,9 @@ class VideoVAE(ABC):
         )
 
 
-def latent_frames(num_frames: int, time_stride: int = 4) -> int:
-    """Latent frames of a ``1 + stride * k`` frame video (InputError for other counts)."""
-    if num_frames < 1 or (num_frames - 1) % time_stride:
-        raise InputError(
-            f"a video for the VAE needs 1 + {time_stride}k frames, got {num_frames} "
-            f"(nearest valid: {max(1, num_frames - (num_frames - 1) % time_stride)})"
-        )
-    return 1 + (num_frames - 1) // time_stride
-
-
-def video_frames(num_latent_frames: int, time_stride: int = 4) -> int:
-    """Video frames decoded from ``num_latent_frames`` latent frames."""
-    if num_latent_frames < 1:
-        raise InputError(f"need at least one latent frame, got {num_latent_frames}")
-    return 1 + time_stride * (num_latent_frames - 1)
-
-
-def check_frames(frames: Tensor, space_stride: int = 8, time_stride: int = 4) -> None:
+def check_frames(
+    frames: Tensor, space_stride: int = SPACE_STRIDE, time_stride: int = TIME_STRIDE
+) -> None:
     """InputError unless ``frames`` is ``[B, 3, 1 + 4k, H, W]`` with ``H, W`` multiples of 8."""
     if frames.ndim != 5 or frames.shape[1] != 3:
         raise InputError(f"frames must be [B, 3, F, H, W], got shape {list(frames.shape)}")
@@ -106,7 +94,7 @@ def check_frames(frames: Tensor, space_stride: int = 8, time_stride: int = 4) ->
 
 
 def check_encode_chunk(
-    frames: Tensor, first: bool, space_stride: int = 8, time_stride: int = 4
+    frames: Tensor, first: bool, space_stride: int = SPACE_STRIDE, time_stride: int = TIME_STRIDE
 ) -> None:
     """InputError unless ``frames`` ``[B, 3, f, H, W]`` is an :class:`EncodeStream` chunk:
     ``f = 1 + 4m`` (m >= 0) for the ``first`` chunk, ``f = 4m`` (m >= 1) for later ones,
@@ -120,7 +108,7 @@ def check_encode_chunk(
         raise InputError(f"this encode chunk needs {need} frames, got {f}")
 
 
-def check_spatial(height: int, width: int, space_stride: int = 8) -> None:
+def check_spatial(height: int, width: int, space_stride: int = SPACE_STRIDE) -> None:
     """InputError unless both sides are positive multiples of ``space_stride``."""
     if (
         height < space_stride

@@ -19,12 +19,12 @@ from typing import Protocol
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
-from tqdm import tqdm
 
 from cospeech.errors import InputError
 from cospeech.media.video import iter_frames, probe
 from cospeech.pose.extract.smoothing import DEFAULT_SMOOTHING, OneEuroConfig, smooth_keypoints
 from cospeech.pose.sequence import PoseSequence
+from cospeech.progress import track
 
 BACKENDS = ("mediapipe", "onnx")
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
@@ -102,9 +102,7 @@ def extract_keypoints(
     """Run ``extractor`` over RGB frames -> ``[T, 133, 3]`` and the frame (width, height)."""
     rows = []
     size = (0, 0)
-    # disable=None: the bar shows only when stderr is a terminal (no clutter in logs/pipes)
-    bar = tqdm(frames, total=total, unit="frame", disable=None if progress else True, leave=False)
-    for frame in bar:
+    for frame in track(frames, "keypoints", total, "frame", enabled=progress, leave=False):
         size = (frame.shape[1], frame.shape[0])
         rows.append(extractor(frame))
     if not rows:

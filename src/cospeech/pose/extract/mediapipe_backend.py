@@ -3,7 +3,8 @@
 ``MediaPipeHolistic`` turns one RGB frame into ``[133, 3]`` COCO-WholeBody keypoints
 (tables in :mod:`cospeech.pose.extract.mapping`). In video mode Holistic tracks the person
 from frame to frame, so frames must be fed in order. ``MediaPipePersonBox`` gives the box
-around the person that the top-down ONNX backend crops.
+around the person that the top-down ONNX backend crops; ``MediaPipeFaceBoxes`` every face
+(``cospeech.pose.person`` counts people with it).
 """
 
 from __future__ import annotations
@@ -167,6 +168,43 @@ class MediaPipePersonBox:
             self._model.close()
 
     def __enter__(self) -> MediaPipePersonBox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class MediaPipeFaceBoxes:
+    """RGB frame -> every face's box ``(x0, y0, x1, y1, score)`` in pixels (BlazeFace
+    full-range model: faces up to about 5 m away; the frame is shrunk to 192x192 inside, so
+    faces under about a tenth of the frame's longer side are missed: tile large photos)."""
+
+    def __init__(self, min_score: float = 0.5) -> None:
+        mediapipe = _mediapipe()
+        with _native_stderr_muted():
+            self._model = mediapipe.solutions.face_detection.FaceDetection(
+                model_selection=1, min_detection_confidence=min_score
+            )
+            _wait_started(self._model)
+
+    def __call__(self, frame: np.ndarray) -> list[tuple[float, float, float, float, float]]:
+        frame = _check_frame(frame)
+        height, width = frame.shape[:2]
+        with _native_stderr_muted():
+            result = self._model.process(frame)
+        boxes = []
+        for detection in result.detections or []:
+            box = detection.location_data.relative_bounding_box
+            x0, y0 = box.xmin * width, box.ymin * height
+            x1, y1 = x0 + box.width * width, y0 + box.height * height
+            boxes.append((x0, y0, x1, y1, float(detection.score[0])))
+        return boxes
+
+    def close(self) -> None:
+        with _native_stderr_muted():
+            self._model.close()
+
+    def __enter__(self) -> MediaPipeFaceBoxes:
         return self
 
     def __exit__(self, *exc: object) -> None:

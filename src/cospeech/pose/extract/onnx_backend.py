@@ -102,6 +102,8 @@ class OnnxWholeBody:
         import onnxruntime
 
         path = Path(model_path)
+        if path.is_dir():
+            raise InputError(f"pose model {path}: is a folder, not a file")
         if not path.is_file():
             raise InputError(f"pose model {path}: no such file")
         try:

@@ -14,6 +14,8 @@ STAGES: dict[str, str] = {
     "motion": "cospeech.train.stages.motion",
     "vae": "cospeech.train.stages.vae",
     "teacher": "cospeech.train.stages.teacher",
+    "sparse": "cospeech.train.stages.sparse",
+    "distill": "cospeech.train.stages.distill",
 }
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cospeech.errors import InputError
+from cospeech.errors import InputError, check_range
 from cospeech.motion.checkpoint import load_motion_model, save_motion_model
 from cospeech.motion.config import preset
 from cospeech.motion.dataset import MotionClip, MotionWindows, load_split
@@ -78,6 +78,34 @@ def default_train_config() -> TrainConfig:
     )  # fmt: skip
 
 
+def check_config(config: Config) -> None:
+    """:class:`InputError` naming the option (``stage.window_frames``) when a value is out of
+    range, or a rollout option is set while rollouts are off (it would do nothing)."""
+    for name, low in (("window_frames", 1), ("rollout_blend_frames", 0), ("limit", 0)):
+        check_range(f"stage.{name}", getattr(config, name), low)
+    for name in ("face_weight", "mouth_weight", "velocity_weight", "confidence_weight",
+                 "gain_jitter"):  # fmt: skip
+        check_range(f"stage.{name}", getattr(config, name), 0)
+    for name in ("streaming_probability", "chunk_probability", "rollout_probability",
+                 "style_keep_probability"):  # fmt: skip
+        check_range(f"stage.{name}", getattr(config, name), 0, 1)
+    for name in ("chunk_frames", "rollout_chunks"):
+        pair = list(getattr(config, name))
+        if len(pair) != 2 or not 1 <= pair[0] <= pair[1]:
+            raise InputError(f"stage.{name} must be [low, high] with 1 <= low <= high, got {pair}")
+    default = Config()
+    idle = [
+        name
+        for name in ("rollout_chunks", "rollout_blend_frames")
+        if getattr(config, name) != getattr(default, name)
+    ]
+    if config.rollout_probability == 0 and idle:
+        verb = "does" if len(idle) == 1 else "do"
+        raise InputError(
+            f"stage.{' and stage.'.join(idle)} {verb} nothing with stage.rollout_probability 0"
+        )
+
+
 def group_values(offsets: torch.Tensor, points: tuple[int, ...]) -> torch.Tensor:
     """Offsets ``[..., 133, 2]`` -> the listed points flattened ``[..., 2 * len(points)]``."""
     return offsets[..., list(points), :].flatten(-2)
@@ -122,13 +150,12 @@ class MotionStage:
     name = "motion"
 
     def __init__(self, config: Config) -> None:
+        check_config(config)
         if not config.data:
             raise InputError("stage motion: set the dataset with --set stage.data=CORPUS")
         if not Path(config.data).is_dir():
             raise InputError(f"stage motion: dataset {config.data}: no such folder")
-        low, high = config.rollout_chunks
-        if not 1 <= low <= high:
-            raise InputError("stage motion: rollout_chunks must satisfy 1 <= low <= high")
+        high = config.rollout_chunks[1]
         self.config = config
         self.initial: MotionModel | None = None
         self.model_config = preset(config.preset)

@@ -34,15 +34,16 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.utils.data import Dataset
-from tqdm import tqdm
 
 from cospeech.atomic import atomic_path
 from cospeech.data.clip_reader import read_frames
-from cospeech.data.dataset import ClipDataset, ClipInfo, read_clips
+from cospeech.data.dataset import ClipDataset, ClipInfo, read_clips, spread_over_identities
 from cospeech.data.manifest import MANIFEST_NAME, VIDEO_NAME
-from cospeech.diffusion import Guidance, add_noise, sample_euler, sample_training_sigmas
+from cospeech.diffusion import FlowModel, Guidance, add_noise, sample_euler, sample_training_sigmas
 from cospeech.diffusion.schedule import sampling_sigmas, sigma_to_timestep
-from cospeech.errors import InputError
+from cospeech.errors import InputError, check_range
+from cospeech.latent_geometry import SPACE_STRIDE, TIME_STRIDE, latent_frames, video_frames
+from cospeech.media.pixels import pixels_to_tensor, tensor_to_pixels
 from cospeech.models import VideoDiT, load_video_dit_config
 from cospeech.models.i2v import (
     CONDITION_NAMES,
@@ -52,13 +53,16 @@ from cospeech.models.i2v import (
     reference_slot,
 )
 from cospeech.models.vae import TinyVideoVAE
+from cospeech.models.vae.tiny import CONFIG_FILE as VAE_CONFIG
 from cospeech.pose.extract import read_image
-from cospeech.train.config import OptimConfig, TrainConfig
+from cospeech.progress import track
+from cospeech.shipped import ASSETS, VAE_DIR
+from cospeech.train.config import OptimConfig, TrainConfig, check_fraction, check_positive
+from cospeech.train.lora import without_lora
 from cospeech.train.region_weights import check_region_weights, region_weight_maps, weighted_mse
-from cospeech.train.stages.vae import to_uint8_frames
 
-TIME_STRIDE = 4
 REFERENCES_FILE = "references.safetensors"
+BUNDLED_VAE = ASSETS / VAE_DIR  # the demo VAE the shipped teacher was trained with
 SAMPLE_SEED = 4242
 
 
@@ -116,33 +120,13 @@ def _read_clip(clip: ClipInfo, size: int, max_frames: int) -> torch.Tensor:
     frames = min(clip.frames, max_frames) if max_frames > 0 else clip.frames
     usable = 1 + TIME_STRIDE * ((frames - 1) // TIME_STRIDE)
     frames = read_frames(clip.folder / VIDEO_NAME, 0, usable)
-    return _pixels(np.stack([_resize(f, size) for f in frames]))
+    return pixels_to_tensor(np.stack([_resize(f, size) for f in frames]))[None]
 
 
 def _resize(image: np.ndarray, size: int) -> np.ndarray:
     if image.shape[:2] == (size, size):
         return image
     return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-
-
-def spread_over_identities(clips: list[ClipInfo], count: int) -> list[ClipInfo]:
-    """At most ``count`` clips (0 = all), taking each identity's first clip, then each
-    identity's second, and so on."""
-    if count <= 0 or count >= len(clips):
-        return clips
-    by_identity: dict[str, list[ClipInfo]] = {}
-    for clip in clips:
-        key = str(clip.reference_image) if clip.reference_image else clip.clip_id
-        by_identity.setdefault(key, []).append(clip)
-    ordered = []
-    for rank in range(max(len(group) for group in by_identity.values())):
-        ordered += [group[rank] for group in by_identity.values() if rank < len(group)]
-    return ordered[:count]
-
-
-def _pixels(frames: np.ndarray) -> torch.Tensor:
-    """uint8 ``[F, H, W, 3]`` -> ``[1, 3, F, H, W]`` float in [-1, 1]."""
-    return torch.from_numpy(frames).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
 
 
 @torch.no_grad()
@@ -173,15 +157,16 @@ def build_latent_cache(
     clips = spread_over_identities(read_clips(data, split), max_clips)
     references: dict[str, torch.Tensor] = {}
     encoded_refs: dict[Path, torch.Tensor] = {}
-    for clip in tqdm(clips, desc="latent cache", unit="clip", disable=not progress):
+    for clip in track(clips, "latent cache", unit="clip", enabled=progress):
         if clip.reference_image is None:
             raise InputError(f"clip {clip.clip_id}: the teacher needs an identity reference photo")
         if clip.reference_image not in encoded_refs:
             image = _resize(read_image(clip.reference_image), size)
-            encoded_refs[clip.reference_image] = vae.encode(_pixels(image[None]))[0].half()
+            reference = pixels_to_tensor(image[None])[None]  # [1, 3, 1, size, size]
+            encoded_refs[clip.reference_image] = vae.encode(reference)[0].half()
         references[clip.clip_id] = encoded_refs[clip.reference_image]
         path = out_dir / f"{clip.clip_id}.safetensors"
-        if path.is_file() or clip.frames < 1 + TIME_STRIDE * (window_latents - 1):
+        if path.is_file() or clip.frames < video_frames(window_latents):
             continue
         latents = vae.encode(_read_clip(clip, size, max_frames))[0]
         starts = list(range(0, latents.shape[1] - window_latents + 1, stride))
@@ -227,16 +212,35 @@ class TeacherDataset(Dataset):
 
 
 # --------------------------------------------------------------------------- the stage
+def check_config(config: Config) -> None:
+    """:class:`InputError` naming the option (``stage.frames``) when a value is out of range,
+    or when ``stage.vae`` is not a VAE folder (saying how to set it)."""
+    if config.frames < 1 or (config.frames - 1) % TIME_STRIDE:
+        raise InputError(f"stage.frames must be 1 + {TIME_STRIDE}k, got {config.frames}")
+    if config.size < SPACE_STRIDE or config.size % SPACE_STRIDE:
+        raise InputError(f"stage.size must be a multiple of {SPACE_STRIDE}, got {config.size}")
+    for name, low in (("window_stride", 1), ("cache_clips", 0), ("cache_frames", 0),
+                      ("cache_bytes", 0), ("sample_clips", 0), ("sample_steps", 1),
+                      ("sample_guidance", 0)):  # fmt: skip
+        check_range(f"stage.{name}", getattr(config, name), low)
+    check_positive("stage.shift", config.shift)
+    check_positive("stage.sample_shift", config.sample_shift)
+    check_fraction("stage.cond_dropout", config.cond_dropout)
+    if not (Path(config.vae) / VAE_CONFIG).is_file():
+        raise InputError(
+            f"stage teacher: {config.vae!r} is not a VAE folder (no {VAE_CONFIG}); set the VAE "
+            f"the latents are made with: --vae DIR (or --set stage.vae=DIR), e.g. a vae run's "
+            f"final-ema or the bundled demo VAE {BUNDLED_VAE}"
+        )
+
+
 class TeacherStage:
     """The ``teacher`` stage (see the module docstring)."""
 
     name = "teacher"
 
     def __init__(self, config: Config) -> None:
-        if config.frames < 1 or (config.frames - 1) % TIME_STRIDE:
-            raise InputError(f"stage teacher: frames must be 1 + 4k, got {config.frames}")
-        if not 0 <= config.cond_dropout < 1:
-            raise InputError("stage teacher: cond_dropout must lie in [0, 1)")
+        check_config(config)
         config.region_weights = check_region_weights(
             config.region_weights, "stage teacher: region_weights"
         )
@@ -245,7 +249,7 @@ class TeacherStage:
 
     @property
     def window_latents(self) -> int:
-        return 1 + (self.config.frames - 1) // TIME_STRIDE
+        return latent_frames(self.config.frames)
 
     @property
     def vae(self) -> TinyVideoVAE:
@@ -340,15 +344,21 @@ class TeacherStage:
             shape = (1, self.vae.latent_channels, self.window_latents, *reference.shape[-2:])
             noise = torch.randn(shape, generator=generator).to(device)
             latents = sample_euler(
-                ConditionedFlow(model), noise, conditions,
+                ConditionedFlow(self.sample_model(model, item)), noise, conditions,
                 sigmas=sampling_sigmas(cfg.sample_steps, cfg.sample_shift), guidance=guidance,
             )  # fmt: skip
             video = self.vae.decode(latents.cpu())[0]
-            videos[str(item["clip"])] = to_uint8_frames(torch.cat([item["video"], video], -1))
+            videos[str(item["clip"])] = tensor_to_pixels(torch.cat([item["video"], video], -1))
         return videos
 
+    def sample_model(self, model: nn.Module, item: dict) -> FlowModel:
+        """The model as :meth:`sample` runs it on validation ``item`` (a hook for stages
+        that run it with options, e.g. a sparse plan from the item's pose)."""
+        return model
+
     def export(self, model: nn.Module, out_dir: Path) -> None:
-        model.save_pretrained(out_dir)
+        """``save_pretrained`` (LoRA adapters merged into the weights)."""
+        without_lora(model).save_pretrained(out_dir)
 
 
 def build_stage(config: Config) -> TeacherStage:

@@ -23,14 +23,15 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from cospeech.data.dataset import ClipDataset
-from cospeech.errors import InputError
+from cospeech.errors import InputError, check_range
+from cospeech.latent_geometry import SPACE_STRIDE, TIME_STRIDE
+from cospeech.media.pixels import tensor_to_pixels
 from cospeech.models.vae import TinyVideoVAE
 from cospeech.models.vae.loss import VAELossWeights, vae_loss
 from cospeech.pose.schema import MOUTH
 from cospeech.train.config import OptimConfig, TrainConfig
 from cospeech.train.region_weights import check_region_weights, region_weight_maps
 
-SPACE_STRIDE = 8
 SAMPLE_SEED = 12345
 
 
@@ -124,10 +125,26 @@ def _snap(corner: float, highest: int) -> int:
     return min(max(round(corner / SPACE_STRIDE) * SPACE_STRIDE, 0), grid_max)
 
 
-def to_uint8_frames(video: torch.Tensor) -> np.ndarray:
-    """``[3, F, H, W]`` in [-1, 1] -> ``[F, H, W, 3]`` uint8."""
-    pixels = ((video.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return pixels.permute(1, 2, 3, 0).cpu().numpy()
+def check_config(config: Config) -> None:
+    """:class:`InputError` naming the option (``stage.crop``) when a value is out of range,
+    or when ``mouth_crops`` is set without patches (it would do nothing)."""
+    if config.frames < 1 or (config.frames - 1) % TIME_STRIDE:
+        raise InputError(f"stage.frames must be 1 + {TIME_STRIDE}k, got {config.frames}")
+    if config.size < SPACE_STRIDE or config.size % SPACE_STRIDE:
+        raise InputError(f"stage.size must be a multiple of {SPACE_STRIDE}, got {config.size}")
+    if config.crop < 0 or config.crop % SPACE_STRIDE:
+        raise InputError(
+            f"stage.crop must be 0 (whole frames) or a multiple of {SPACE_STRIDE}, "
+            f"got {config.crop}"
+        )
+    for name, low in (("cache_bytes", 0), ("stats_windows", 1), ("sample_clips", 0)):
+        check_range(f"stage.{name}", getattr(config, name), low)
+    check_range("stage.mouth_crops", config.mouth_crops, 0, 1)
+    if config.mouth_crops > 0 and not 0 < config.crop < config.size:
+        raise InputError(
+            "stage.mouth_crops does nothing without patches: set stage.crop between 0 and "
+            f"stage.size ({config.size})"
+        )
 
 
 class VAEStage:
@@ -136,13 +153,10 @@ class VAEStage:
     name = "vae"
 
     def __init__(self, config: Config) -> None:
-        if config.crop % SPACE_STRIDE or config.size % SPACE_STRIDE:
-            raise InputError(f"stage vae: size and crop must be multiples of {SPACE_STRIDE}")
+        check_config(config)
         config.region_weights = check_region_weights(
             config.region_weights, "stage vae: region_weights"
         )
-        if not 0.0 <= config.mouth_crops <= 1.0:
-            raise InputError(f"stage vae: mouth_crops must be in [0, 1], got {config.mouth_crops}")
         self.config = config
 
     def _dataset(self, split: str, seed: int = 0) -> ClipDataset:
@@ -199,7 +213,7 @@ class VAEStage:
             video = item["video"][None].to(device)
             recon = model.decode(model.encode(video))[0]
             both = torch.cat([video[0], recon.to(video.dtype)], dim=-1)
-            videos[str(item["clip"])] = to_uint8_frames(both)
+            videos[str(item["clip"])] = tensor_to_pixels(both)
         return videos
 
     @torch.no_grad()

@@ -29,15 +29,24 @@ def learned_model_available() -> bool:
 
 
 def speech_motion(
-    audio: np.ndarray, reference: PoseSequence, fps: float, seed: int, use_learned: bool = True
+    audio: np.ndarray,
+    reference: PoseSequence,
+    fps: float,
+    seed: int,
+    use_learned: bool = True,
+    progress: bool = False,
 ) -> tuple[PoseSequence, str]:
     """Keypoints ``[round(N / 16000 * fps), 133, 3]`` in the reference's pixels for 16 kHz
-    mono speech ``audio`` ``[N]``, and the name of the motion source used."""
+    mono speech ``audio`` ``[N]``, and the name of the motion source used (``progress``:
+    of the learned model's windows)."""
     if use_learned and learned_model_available():
-        from cospeech.motion.generate import GenerateOptions, MotionGenerator
+        from cospeech.motion.generate import MotionGenerator, MotionOptions
 
-        options = GenerateOptions(fps=fps, seed=seed)
-        return MotionGenerator.load().generate(audio, reference, options=options), "learned"
+        options = MotionOptions(fps=fps, seed=seed)
+        motion = MotionGenerator.load().generate(
+            audio, reference, options=options, progress=progress
+        )
+        return motion, "learned"
     return rule_motion(audio, reference, fps, seed), "rules"
 
 

@@ -1,0 +1,536 @@
+"""The Python API of generation: load the models once, then render or stream.
+
+```python
+from cospeech import Generator
+
+gen = Generator.from_pretrained()                  # the bundled demo models
+result = gen("speech.wav", "me.png", output="out.mp4")
+for chunk in gen.stream("speech.wav", "me.png"):   # frames as they are ready
+    show(chunk.frames, chunk.audio)
+```
+
+``gen(...)`` is the offline teacher of ``cospeech generate`` (windows fused at every
+denoising step, :class:`.windows.FusedWindows`): nothing is ready before the end.
+``gen.stream(...)`` samples the windows one after the other (:class:`.windows.WindowChain`)
+and yields each window's new frames, decoded by the causal VAE, with the speech that goes
+with them; memory holds one window however long the speech. In both, the speech ->
+keypoints motion runs first over the whole audio (a few seconds for minutes of speech),
+so the first frames wait for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import torch
+
+from cospeech.atomic import check_output
+from cospeech.audio.load import SAMPLE_RATE
+from cospeech.diffusion.schedule import sampling_sigmas
+from cospeech.errors import InputError
+from cospeech.latent_geometry import latent_frames
+from cospeech.media.pixels import tensor_to_pixels
+from cospeech.models.vae.base import DecodeStream
+from cospeech.pipeline.bundle import ModelBundle, SamplingSettings, load_bundle, load_settings
+from cospeech.pipeline.generate import (
+    GenerateOptions,
+    GenerateResult,
+    decode_frames,
+    fit_length,
+    resolve_options,
+    sample_latents,
+    window_flow_for,
+)
+from cospeech.pipeline.reference import Reference, frame_reference
+from cospeech.pipeline.windows import SequentialNoise, WindowChain, WindowPlan
+from cospeech.pose.sequence import PoseSequence
+from cospeech.progress import Progress
+
+AudioInput = str | Path | np.ndarray
+"""A speech file (any format ffmpeg or libsndfile reads), or float32 mono samples at
+:data:`SAMPLE_RATE` (loudness-normalised like a file)."""
+ImageInput = str | Path | np.ndarray
+"""A photo file, or uint8 RGB ``[H, W, 3]``."""
+PoseInput = str | Path | PoseSequence | None
+"""The photo's keypoints (a ``.npz`` PoseSequence of the photo's frame size, or one), or
+None to detect them with mediapipe."""
+ProgressCallback = Callable[[str, int, int], None]
+"""``progress(phase, done, total)``, phase ``"sampling"`` (window steps) or ``"decode"``
+(frames)."""
+ProgressArg = bool | ProgressCallback | None
+"""True: progress bars on stderr (:mod:`cospeech.progress`); a callable: called instead;
+None or False: silent."""
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """The next frames of a stream.
+
+    ``frames`` uint8 ``[n, H, W, 3]``; ``audio`` float32 ``[samples]``, the speech (mono,
+    :data:`SAMPLE_RATE`) that plays with them: samples ``round(start / fps * rate)`` to
+    ``round((start + n) / fps * rate)``, the last chunk to the end of the speech, so the
+    chunks' audio concatenates to the whole speech. ``start``: index of the first frame;
+    ``total``: frames of the whole video; ``seconds``: wall time from the ``stream`` call
+    to this chunk being ready.
+    """
+
+    frames: np.ndarray
+    audio: np.ndarray
+    start: int
+    total: int
+    fps: float
+    seconds: float
+
+    @property
+    def stop(self) -> int:
+        """Index one past the last frame of this chunk."""
+        return self.start + len(self.frames)
+
+    @property
+    def last(self) -> bool:
+        return self.stop == self.total
+
+
+@dataclass(frozen=True)
+class Job:
+    """One request, prepared: resolved options, the speech ``audio`` ``[samples]`` (as muxed),
+    ``frames`` to make, the framed ``reference`` and the driving ``keypoints``
+    ``[frames, 133, 3]`` (output pixels) from the ``motion`` source."""
+
+    options: GenerateOptions
+    audio: np.ndarray = field(repr=False)
+    frames: int
+    reference: Reference = field(repr=False)
+    keypoints: np.ndarray = field(repr=False)
+    motion: str
+    started: float  # time.perf_counter() when the request came in
+    prepare_seconds: float
+
+
+class Generator:
+    """Teacher + VAE + settings, loaded once (see the module docstring)."""
+
+    sample_rate: int = SAMPLE_RATE
+
+    def __init__(self, bundle: ModelBundle) -> None:
+        self.bundle = bundle
+
+    @classmethod
+    def from_pretrained(
+        cls, folder: str | Path | None = None, *, device: torch.device | str = "cpu"
+    ) -> Generator:
+        """Load a model folder (``teacher/`` + ``vae/``; None = the bundled demo models)."""
+        return cls(load_bundle(folder, device=device))
+
+    @property
+    def settings(self) -> SamplingSettings:
+        return self.bundle.settings
+
+    @property
+    def size(self) -> int:
+        """The native frame side in pixels (the teacher's training size)."""
+        return self.settings.size
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.bundle.teacher.parameters()).device
+
+    def resolve(self, options: GenerateOptions | None = None) -> GenerateOptions:
+        """``options`` with unset fields filled from :attr:`settings`, ranges checked."""
+        return resolve_options(options or GenerateOptions(), self.settings)
+
+    def prepare(
+        self,
+        audio: AudioInput,
+        image: ImageInput,
+        *,
+        reference_pose: PoseInput = None,
+        options: GenerateOptions | None = None,
+        progress: bool = False,
+    ) -> Job:
+        """Check and load the inputs, frame the photo and run the motion model."""
+        from cospeech.pipeline.speech_motion import speech_motion
+
+        started = time.perf_counter()
+        options = self.resolve(options)
+        speech, name = load_speech(audio)
+        num_frames = round(len(speech) / SAMPLE_RATE * options.fps)
+        if num_frames < 1:
+            raise InputError(f"{name}: shorter than one video frame")
+        reference = load_reference(image, options.size, reference_pose)
+        sequence = PoseSequence(reference.keypoints[None], 1.0, options.size, options.size)
+        motion, source = speech_motion(
+            speech, sequence, options.fps, options.seed, options.learned_motion, progress
+        )
+        keypoints = fit_length(motion.keypoints, num_frames)
+        seconds = time.perf_counter() - started
+        return Job(options, speech, num_frames, reference, keypoints, source, started, seconds)
+
+    def __call__(
+        self,
+        audio: AudioInput,
+        image: ImageInput,
+        *,
+        reference_pose: PoseInput = None,
+        options: GenerateOptions | None = None,
+        progress: ProgressArg = None,
+        output: str | Path | None = None,
+        save_pose: str | Path | None = None,
+    ) -> GenerateResult:
+        """Render the whole video offline. With ``output`` (an ``.mp4``) the frames are
+        decoded straight into it with the speech (H.264 + AAC, atomic) and
+        ``result.video`` is None; without, ``result.video`` holds them, uint8
+        ``[frames, H, W, 3]``. ``save_pose``: also write the driving keypoints (``.npz``)."""
+        started = time.perf_counter()
+        if output is not None:
+            check_output(output, ".mp4")
+        if save_pose is not None:
+            check_output(save_pose, ".npz")
+        job = self.prepare(
+            audio, image, reference_pose=reference_pose, options=options, progress=progress is True
+        )
+        result = self.render(job, progress=progress, output=output)
+        if save_pose is not None:
+            size = job.options.size
+            PoseSequence(job.keypoints, job.options.fps, size, size).save(save_pose)
+        seconds = time.perf_counter() - started
+        phases = {**result.phases, "prepare": result.phases["prepare"] + job.started - started}
+        phases["write"] = seconds - phases["prepare"] - phases["sampling"] - phases["decode"]
+        return replace(result, seconds=seconds, phases=phases)
+
+    @torch.no_grad()
+    def render(
+        self, job: Job, *, progress: ProgressArg = None, output: str | Path | None = None
+    ) -> GenerateResult:
+        """Sample (fused windows) and decode a prepared :class:`Job` (see ``__call__``)."""
+        from cospeech.media.video import VideoWriter
+
+        options, phases = job.options, {"prepare": job.prepare_seconds}
+        plan = WindowPlan(latent_frames(job.frames, partial=True), self.settings.window,
+                          options.overlap)  # fmt: skip
+        tick = time.perf_counter()
+        with _phase(progress, "generate", "sampling", options.steps * len(plan.starts),
+                    "window step") as update:  # fmt: skip
+            latents = sample_latents(
+                self.bundle, job.reference, job.keypoints, steps=options.steps,
+                guidance=options.guidance, shift=options.shift, overlap=options.overlap,
+                seed=options.seed, on_window=lambda: update(1),
+            )  # fmt: skip
+        phases["sampling"] = time.perf_counter() - tick
+        frames = decode_frames(self.bundle.vae, latents, job.frames)
+        video = None
+        if output is None:
+            kept: list[np.ndarray] = []
+            phases["decode"] = _decode_into(frames, kept.append, job.frames, progress)
+            video = np.stack(kept)
+        else:
+            audio = job.audio
+            with VideoWriter(output, options.fps, audio=audio, sample_rate=SAMPLE_RATE) as writer:
+                phases["decode"] = _decode_into(frames, writer.add, job.frames, progress)
+        seconds = time.perf_counter() - job.started
+        phases["write"] = seconds - sum(phases.values())
+        return GenerateResult(
+            Path(output) if output is not None else None, job.frames, options.fps, options.size,
+            options.steps, len(plan.starts), job.motion, seconds, job.keypoints, phases,
+            video=video,
+        )  # fmt: skip
+
+    def stream(
+        self,
+        audio: AudioInput,
+        image: ImageInput,
+        *,
+        reference_pose: PoseInput = None,
+        options: GenerateOptions | None = None,
+        cancel: threading.Event | None = None,
+        progress: ProgressArg = None,
+    ) -> FrameStream:
+        """Generate window after window and yield :class:`Chunk` s in frame order (see
+        :class:`FrameStream`). The inputs are checked and the motion computed before this
+        returns (so bad input raises InputError here); ``cancel``, when set, stops the
+        stream at the next denoising step or chunk."""
+        job = self.prepare(
+            audio, image, reference_pose=reference_pose, options=options, progress=progress is True
+        )
+        return FrameStream(self.bundle, job, cancel, progress)
+
+
+class _Cancelled(Exception):
+    """Raised inside sampling when the stream's cancel event is set."""
+
+
+class FrameStream:
+    """An iterator of :class:`Chunk` s (one per window of :class:`WindowChain`).
+
+    Attributes while it runs: ``total`` frames, ``fps``, ``size``, ``audio`` (the whole
+    speech, as muxed), ``keypoints`` ``[total, 133, 3]``, ``motion``, ``windows``,
+    ``first_chunk_seconds`` (wall time from the ``stream`` call to the first chunk, None
+    before it), ``phases`` (seconds: ``prepare``, ``sampling``, ``decode``),
+    ``peak_latent_frames`` (the most latent frames held at once by the sampler),
+    ``cancelled``. :meth:`close` (or leaving the iteration) frees the window state.
+    """
+
+    def __init__(
+        self,
+        bundle: ModelBundle,
+        job: Job,
+        cancel: threading.Event | None,
+        progress: ProgressArg,
+    ) -> None:
+        self.bundle, self.job, self.cancel, self.progress = bundle, job, cancel, progress
+        self.total, self.fps, self.size = job.frames, job.options.fps, job.options.size
+        self.audio, self.keypoints, self.motion = job.audio, job.keypoints, job.motion
+        total_latents = latent_frames(job.frames, partial=True)
+        self.plan = WindowPlan(total_latents, bundle.settings.window, job.options.overlap)
+        self.windows = len(self.plan.starts)
+        self.first_chunk_seconds: float | None = None
+        self.phases = {"prepare": job.prepare_seconds, "sampling": 0.0, "decode": 0.0}
+        self.peak_latent_frames = 0
+        self.cancelled = False
+        self._chunks = self._run()
+
+    def __iter__(self) -> FrameStream:
+        return self
+
+    def __next__(self) -> Chunk:
+        return next(self._chunks)
+
+    def close(self) -> None:
+        """Stop early and free the window state (also done when iteration ends)."""
+        self._chunks.close()
+
+    def _check_cancel(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise _Cancelled
+
+    def _audio_between(self, start: int, stop: int) -> np.ndarray:
+        """The speech that plays with frames ``[start, stop)`` (to the end for the last)."""
+        first = round(start / self.fps * SAMPLE_RATE)
+        last = len(self.audio) if stop == self.total else round(stop / self.fps * SAMPLE_RATE)
+        return self.audio[first:last]
+
+    @torch.no_grad()
+    def _run(self) -> Iterator[Chunk]:
+        options, vae = self.job.options, self.bundle.vae
+        device = next(self.bundle.teacher.parameters()).device
+        window_flow = window_flow_for(self.bundle, self.job.reference, self.job.keypoints,
+                                      options.guidance)  # fmt: skip
+        side = self.size // vae.space_stride
+        draw = SequentialNoise((1, vae.latent_channels, side, side), options.seed)
+        chain = WindowChain(
+            window_flow, self.plan, lambda start, stop: draw(start, stop).to(device),
+            sampling_sigmas(options.steps, options.shift), on_step=self._on_step,
+        )  # fmt: skip
+        decoder, emitted = vae.decode_stream(), 0
+        windows = iter(chain)
+        with _phase(self.progress, "generate", "sampling", options.steps * self.windows,
+                    "window step") as self._update:  # fmt: skip
+            while emitted < self.total:
+                tick = time.perf_counter()
+                try:
+                    self._check_cancel()
+                    window = next(windows)
+                except _Cancelled:
+                    self.cancelled = True
+                    return
+                self.peak_latent_frames = max(self.peak_latent_frames, window.held)
+                decoded = time.perf_counter()
+                self.phases["sampling"] += decoded - tick
+                frames = _decode_latents(decoder, window.latents)[: self.total - emitted]
+                self.phases["decode"] += time.perf_counter() - decoded
+                chunk = Chunk(
+                    frames, self._audio_between(emitted, emitted + len(frames)), emitted,
+                    self.total, self.fps, time.perf_counter() - self.job.started,
+                )  # fmt: skip
+                if self.first_chunk_seconds is None:
+                    self.first_chunk_seconds = chunk.seconds
+                emitted = chunk.stop
+                yield chunk
+                if self.cancel is not None and self.cancel.is_set():
+                    self.cancelled = emitted < self.total
+                    return
+
+    def _on_step(self, _window: int, _step: int) -> None:
+        self._update(1)
+        self._check_cancel()
+
+
+def _decode_latents(decoder: DecodeStream, latents: torch.Tensor) -> np.ndarray:
+    """Latent frames ``[1, C, n, h, w]`` pushed one by one into a causal VAE decode stream
+    -> the frames they complete, uint8 ``[f, H, W, 3]``."""
+    pieces = [tensor_to_pixels(decoder.push(latent.cpu())[0]) for latent in latents.split(1, 2)]
+    return np.concatenate(pieces)
+
+
+def load_speech(audio: AudioInput) -> tuple[np.ndarray, str]:
+    """Speech as 16 kHz mono float32 ``[samples]``, loudness-normalised, and its name for
+    messages (InputError for a bad file or array)."""
+    from cospeech.audio.load import load_audio, prepare_samples
+
+    if isinstance(audio, np.ndarray):
+        return prepare_samples(audio, SAMPLE_RATE), "audio"
+    return load_audio(audio), f"audio {audio}"
+
+
+def load_reference(image: ImageInput, size: int, reference_pose: PoseInput) -> Reference:
+    """The photo framed at ``size`` (:func:`.reference.frame_reference`) with its keypoints:
+    ``reference_pose`` (checked to be of the photo's frame size) or detected."""
+    from cospeech.pose.extract import read_image
+
+    if isinstance(image, np.ndarray):
+        photo, name = image, "image"
+        if photo.ndim != 3 or photo.shape[2] != 3 or photo.dtype != np.uint8 or not photo.size:
+            raise InputError(f"image: expected uint8 [H, W, 3], got {photo.dtype} "
+                             f"{list(photo.shape)}")  # fmt: skip
+    else:
+        photo, name = read_image(image), str(image)
+    pose = _photo_pose(photo, name, reference_pose)
+    return frame_reference(photo, pose, size)
+
+
+def _photo_pose(photo: np.ndarray, name: str, reference_pose: PoseInput) -> PoseSequence:
+    """The photo's keypoints: given (of the photo's frame size) or detected with mediapipe."""
+    height, width = photo.shape[:2]
+    if reference_pose is None:
+        from cospeech.pose.extract import IMAGE_FPS, open_extractor
+
+        extractor = open_extractor(static_images=True)
+        try:
+            keypoints = extractor(photo)
+        finally:
+            extractor.close()
+        if not (keypoints[:, 2] > 0).any():
+            raise InputError(f"image {name}: no person found")
+        return PoseSequence(keypoints[None], IMAGE_FPS, width, height)
+    pose = reference_pose
+    if not isinstance(pose, PoseSequence):
+        pose = PoseSequence.load(reference_pose)
+    if (pose.width, pose.height) != (width, height):
+        given = "reference pose" if isinstance(reference_pose, PoseSequence) else reference_pose
+        raise InputError(
+            f"reference pose {given} is for a {pose.width}x{pose.height} frame, the photo "
+            f"{name} is {width}x{height}: extract the pose from this photo (cospeech pose "
+            f"extract {name} -o pose.npz)"
+        )
+    return pose
+
+
+@contextlib.contextmanager
+def _phase(
+    progress: ProgressArg, label: str, phase: str, total: int, unit: str
+) -> Iterator[Callable[[int], None]]:
+    """``update(n)`` for a phase of ``total`` units: a bar named ``label`` when ``progress``
+    is True, ``progress(phase, done, total)`` when it is callable, nothing otherwise."""
+    if callable(progress):
+        done = 0
+
+        def update(n: int) -> None:
+            nonlocal done
+            done += n
+            progress(phase, done, total)
+
+        yield update
+        return
+    with Progress(label, total, unit, enabled=progress is True) as bar:
+        yield bar.update
+
+
+def _decode_into(
+    frames: Iterator[np.ndarray], sink: Callable[[np.ndarray], None], total: int,
+    progress: ProgressArg,
+) -> float:  # fmt: skip
+    """Feed ``total`` lazily decoded ``frames`` to ``sink``; returns the seconds spent
+    decoding (the sink's own time, e.g. H.264 encoding, left out)."""
+    started, sinking = time.perf_counter(), 0.0
+    with _phase(progress, "decode", "decode", total, "frame") as update:
+        for frame in frames:
+            tick = time.perf_counter()
+            sink(frame)
+            sinking += time.perf_counter() - tick
+            update(1)
+    return time.perf_counter() - started - sinking
+
+
+def generate_stream(
+    audio_path: str | Path,
+    image_path: str | Path,
+    out: str | Path,
+    options: GenerateOptions | None = None,
+    *,
+    reference_pose: str | Path | None = None,
+    save_pose: str | Path | None = None,
+    model: str | Path | None = None,
+    progress: bool = True,
+) -> GenerateResult:
+    """``cospeech generate --stream``: :meth:`Generator.stream` into a fragmented mp4
+    (:class:`cospeech.media.fragmented.FragmentedMp4Writer`) at ``out``, or on standard
+    output when ``out`` is ``"-"`` (then ``result.path`` is None). The file grows while the
+    video is made (playable as it grows) and is removed if the run fails. The result's
+    ``first_frame_seconds`` counts from this call (models loaded in it)."""
+    from cospeech.media.fragmented import FragmentedMp4Writer
+
+    started = time.perf_counter()
+    to_stdout = str(out) == "-"
+    if not to_stdout:
+        check_output(out, ".mp4")
+    if save_pose is not None:
+        check_output(save_pose, ".npz")
+    options = resolve_options(options or GenerateOptions(), load_settings(model))
+    generator = Generator(load_bundle(model))
+    stream = generator.stream(
+        audio_path, image_path, reference_pose=reference_pose, options=options, progress=progress
+    )
+    prepared = time.perf_counter()
+    first = None
+    sink_path = None if to_stdout else Path(out)
+    with (
+        contextlib.closing(stream),
+        _open_sink(sink_path) as sink,
+        FragmentedMp4Writer(sink, stream.size, stream.fps, SAMPLE_RATE) as writer,
+    ):
+        for chunk in stream:
+            first = first if first is not None else time.perf_counter() - started
+            writer.write(chunk.frames, chunk.audio)
+    if save_pose is not None:
+        PoseSequence(stream.keypoints, stream.fps, stream.size, stream.size).save(save_pose)
+    seconds = time.perf_counter() - started
+    phases = {
+        "prepare": prepared - started,
+        **{k: stream.phases[k] for k in ("sampling", "decode")},
+    }
+    phases["write"] = seconds - sum(phases.values())
+    return GenerateResult(
+        None if to_stdout else Path(out), stream.total, stream.fps, stream.size, options.steps,
+        stream.windows, stream.motion, seconds, stream.keypoints, phases,
+        first_frame_seconds=first,
+    )  # fmt: skip
+
+
+@contextlib.contextmanager
+def _open_sink(path: Path | None) -> Iterator[BinaryIO]:
+    """Standard output's bytes (``path`` None), or ``path`` opened for writing and removed
+    again if the block fails (InputError when it cannot be written)."""
+    import sys
+
+    if path is None:
+        yield sys.stdout.buffer
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = path.open("wb")
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        with handle:
+            yield handle
+    except BaseException:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        raise

@@ -65,6 +65,30 @@ def assert_identical_runs(reference: Path, resumed: Path, steps: int) -> None:
     assert [json.loads(line)["step"] for line in lines] == list(range(1, steps + 1))
 
 
+PORT_TAKEN = ("address already in use", "eaddrinuse", "failed to listen", "errno: 98")
+
+
+def run_torchrun(args: list[str], env: dict, timeout: float = 300) -> None:
+    """``torchrun --nproc_per_node 2 --master_port <free port> ARGS``; a failure raises with
+    the end of its output (torchrun's workers print their traceback there). A port taken
+    between :func:`free_port`'s probe and torchrun's bind (another process on the machine
+    may grab it) is retried once on a new port: that is the machine, not the code."""
+    import sys
+
+    torchrun = Path(sys.executable).with_name("torchrun")
+    for attempt in range(2):
+        command = [str(torchrun), "--nproc_per_node", "2", "--master_port", str(free_port())]
+        proc = subprocess.run(
+            [*command, *args], env=env, capture_output=True, text=True, timeout=timeout
+        )
+        if proc.returncode == 0:
+            return
+        output = proc.stdout + proc.stderr
+        if attempt == 0 and any(word in output.lower() for word in PORT_TAKEN):
+            continue
+        raise AssertionError(f"torchrun exited {proc.returncode}:\n{output[-4000:]}")
+
+
 def free_port() -> int:
     """A TCP port on localhost that nothing listens on now (for torchrun's rendezvous), so
     that concurrent or lingering runs cannot collide on a fixed port."""

@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import functools
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -46,7 +43,7 @@ from cospeech.train.stages.distill import (
     sample_generators,
 )
 from pipeline_fixture import COSPEECH, ENV
-from resume_fixture import assert_identical_runs, free_port, kill_after_first_checkpoint
+from resume_fixture import assert_identical_runs, kill_after_first_checkpoint, run_torchrun
 from stage_fixture import save_random_teacher, stage_args, train
 
 corpus = stage_fixture.corpus  # the shared module-scoped fixtures
@@ -314,13 +311,11 @@ def test_sigkill_then_rerun_gives_identical_weights(
 def test_torchrun_two_processes_equal_one_with_double_batch(
     corpus, vae_dir, latents, teacher_dir, tmp_path
 ):
-    torchrun = Path(sys.executable).with_name("torchrun")
     eps = ["--set", "train.optim.eps=1e-6", "--set", "stage.critic_optim.eps=1e-6"]
-    subprocess.run(
-        [str(torchrun), "--nproc_per_node", "2", "--master_port", str(free_port()),
-         "-m", "cospeech.cli",
+    run_torchrun(
+        ["-m", "cospeech.cli",
          *_args(corpus, vae_dir, latents, tmp_path / "ddp", teacher_dir, 3, batch=1), *eps],
-        env=ENV, check=True, capture_output=True, timeout=300,
+        ENV,
     )  # fmt: skip
     train(*_args(corpus, vae_dir, latents, tmp_path / "single", teacher_dir, 3, batch=2), *eps)
     for name in ("final", "final-ema"):

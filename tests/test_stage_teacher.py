@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,7 +20,7 @@ from cospeech.models.i2v import (
 from cospeech.models.vae import TinyVideoVAE
 from cospeech.train.stages.teacher import build_latent_cache
 from pipeline_fixture import COSPEECH, ENV
-from resume_fixture import assert_identical_runs, free_port, kill_after_first_checkpoint
+from resume_fixture import assert_identical_runs, kill_after_first_checkpoint, run_torchrun
 from stage_fixture import stage_args, train
 
 STEPS = 8
@@ -108,14 +106,10 @@ def test_sigkill_then_rerun_gives_identical_weights(corpus, vae_dir, tmp_path):
 
 
 def test_torchrun_two_processes_train_the_teacher(corpus, vae_dir, tmp_path):
-    torchrun = Path(sys.executable).with_name("torchrun")
     run = tmp_path / "ddp"
-    subprocess.run(
-        [str(torchrun), "--nproc_per_node", "2", "--master_port", str(free_port()),
-         "-m", "cospeech.cli",
-         *_args(corpus, vae_dir, tmp_path / "latents", run, 2, batch=1)],
-        env=ENV, check=True, capture_output=True, timeout=300,
-    )  # fmt: skip
+    run_torchrun(
+        ["-m", "cospeech.cli", *_args(corpus, vae_dir, tmp_path / "latents", run, 2, batch=1)], ENV
+    )
     weights = load_file(str(run / "final" / "model.safetensors"))
     assert all(torch.isfinite(v).all() for v in weights.values())
     logged = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from cospeech.errors import CheckpointError
 from cospeech.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from cospeech.train.data import ResumableBatchSampler
-from resume_fixture import assert_identical_runs, free_port, kill_after_first_checkpoint
+from resume_fixture import assert_identical_runs, kill_after_first_checkpoint, run_torchrun
 
 FIXTURE = Path(__file__).with_name("train_fixture.py")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -84,12 +84,7 @@ def test_grad_accumulation_equals_larger_batch(tmp_path):
 
 
 def test_torchrun_two_processes_equal_one_process_with_double_batch(tmp_path):
-    torchrun = Path(sys.executable).with_name("torchrun")
-    subprocess.run(
-        [str(torchrun), "--nproc_per_node", "2", "--master_port", str(free_port()), str(FIXTURE),
-         str(tmp_path / "ddp"), "6", "--batch-size", "4"],
-        env=ENV, capture_output=True, text=True, timeout=300, check=True,
-    )  # fmt: skip
+    run_torchrun([str(FIXTURE), str(tmp_path / "ddp"), "6", "--batch-size", "4"], ENV)
     _run(tmp_path / "single", 6, "--batch-size", "8")
     ddp, single = _final(tmp_path / "ddp"), _final(tmp_path / "single")
     # Rank r takes every 2nd sample of the epoch order, so the union of the two rank

@@ -6,22 +6,30 @@
 # says what to install and carries on (only `cospeech data synth` and
 # tests/test_serve_browser.py need them; that test skips without chromium).
 set -euo pipefail
-missing=()
+can_install() { [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; }
+updated=0
+install() {  # install Debian packages; apt's package lists are fetched once
+  if [ "$updated" = 0 ]; then apt-get update -qq; updated=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
 if ! ldconfig -p 2>/dev/null | grep -q libespeak-ng.so; then
-  missing+=(espeak-ng libespeak-ng1)
+  if can_install; then
+    echo "installing espeak-ng (Debian) ..."
+    install espeak-ng libespeak-ng1
+  else
+    echo "note: libespeak-ng not found; install espeak-ng (e.g. 'sudo apt-get install" \
+         "espeak-ng') to build the synthetic corpus" >&2
+  fi
 fi
+# Chromium is optional (one test skips without it), so a failed install is only a note.
 if [ ! -x /usr/bin/chromium ]; then
-  missing+=(chromium)
-fi
-if [ ${#missing[@]} -eq 0 ]; then
-  exit 0
-fi
-if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
-  echo "installing ${missing[*]} (Debian) ..."
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-else
-  echo "note: missing system packages: ${missing[*]} (e.g. 'sudo apt-get install" \
-       "${missing[*]}'); espeak-ng builds the synthetic corpus, chromium runs the browser" \
-       "test of cospeech serve" >&2
+  if can_install; then
+    echo "installing chromium (Debian) ..."
+    install chromium || echo "note: chromium could not be installed; the browser test of" \
+                             "cospeech serve will be skipped" >&2
+  else
+    echo "note: chromium not found (e.g. 'sudo apt-get install chromium'); the browser test" \
+         "of cospeech serve will be skipped" >&2
+  fi
 fi

@@ -104,9 +104,10 @@ def test_frame_stacked_mel_groups_four_mel_frames_per_video_frame():
     stacked = frame_stacked_mel(audio, 25.0, 25, 4)
     mel = log_mel(audio)
     assert stacked.shape == (25, 320)
-    # Exact: the same log_mel call on the same samples (same BLAS call, same thread count
-    # within this process), then resampling 100 Hz -> 100 Hz, whose weights are 1 and 0.
-    assert np.array_equal(stacked[3].reshape(4, 80), mel[12:16])
+    # Two log_mel calls on the same samples in other buffers: BLAS may take another path by
+    # alignment, so as for the prefix test (<= 17 non-negative float32 terms per mel value)
+    # 1e-5 in log units; the 100 Hz -> 100 Hz resampling (weights 1 and 0) adds nothing.
+    np.testing.assert_allclose(stacked[3].reshape(4, 80), mel[12:16], rtol=0, atol=1e-5)
 
 
 def test_phone_ids_against_a_loop():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -15,26 +14,17 @@ import torch.nn.functional as F
 import cospeech
 from cospeech.attention import SparsePlan, block_causal_frame_mask
 from cospeech.errors import InputError
-from cospeech.models import VIDEO_DIT_PRESETS, KVCache, VideoDiT
+from cospeech.models import KVCache, VideoDiT
 from cospeech.models.attention import block_causal_attention
+from dit_fixture import random_tiny_dit
 
 FRAMES, HEIGHT, WIDTH = 7, 4, 4  # latent frames; 2x2 tokens per frame
 CHUNK = 3
 
 
-def randomise(model: torch.nn.Module, std: float = 0.2, seed: int = 0) -> None:
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for param in model.parameters():
-            param.copy_(torch.randn(param.shape, generator=generator) * std)
-
-
 @pytest.fixture(scope="module")
 def model() -> VideoDiT:
-    config = dataclasses.replace(VIDEO_DIT_PRESETS["tiny"], text_dim=8, image_dim=12)
-    net = VideoDiT(config).eval()
-    randomise(net)
-    return net
+    return random_tiny_dit()
 
 
 @pytest.fixture(scope="module")
@@ -154,11 +144,8 @@ def test_window_eviction_keeps_sink_and_latest_chunks(model, inputs, single_thre
 
 
 def test_rolling_window_keeps_rope_positions_in_the_table(inputs):
-    config = dataclasses.replace(
-        VIDEO_DIT_PRESETS["tiny"], text_dim=8, image_dim=12, rope_max_positions=4
-    )
-    small = VideoDiT(config).eval()
-    randomise(small)
+    small = random_tiny_dit(rope_max_positions=4)
+    config = small.config
     rolling = KVCache(config.num_layers, sink_chunks=1, window_chunks=2)
     outputs = run_chunks(small, inputs, rolling)  # 7 chunks of one frame, table of 4
     assert len(outputs) == FRAMES and rolling.cached_frames == 3

@@ -8,14 +8,13 @@ so ``rtol = atol = 1e-5``.
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import torch
 
 from cospeech.attention import SparsePlan, global_frame_mask
 from cospeech.errors import InputError
-from cospeech.models import VIDEO_DIT_PRESETS, KVCache, VideoDiT
+from cospeech.models import KVCache, VideoDiT
+from dit_fixture import random_tiny_dit
 
 FRAMES, HEIGHT, WIDTH = 7, 4, 6  # latent frames; 2 x 3 tokens per frame
 GRID = (HEIGHT // 2, WIDTH // 2)
@@ -25,13 +24,7 @@ TOL = dict(rtol=1e-5, atol=1e-5)
 
 @pytest.fixture(scope="module")
 def model() -> VideoDiT:
-    config = dataclasses.replace(VIDEO_DIT_PRESETS["tiny"], text_dim=8, image_dim=12)
-    net = VideoDiT(config).eval()
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for param in net.parameters():
-            param.copy_(torch.randn(param.shape, generator=generator) * 0.2)
-    return net
+    return random_tiny_dit()
 
 
 @pytest.fixture(scope="module")

@@ -71,7 +71,8 @@ def test_windows_are_deterministic_per_index_and_epoch(corpus):
     windows.set_epoch(2)
     b = windows[0]
     assert all(torch.equal(a[k], b[k]) for k in a)  # slices of stored arrays: exact
-    # The window is a slice of the clip: find it in the clip's offsets.
+    # The window is a slice of the clip: find it in the clip's offsets (copies of stored
+    # values, no arithmetic, so equal bit for bit on any CPU).
     n = int(a["valid"].sum())
     offsets = clips[0].offsets
     starts = [s for s in range(offsets.shape[0] - n + 1)

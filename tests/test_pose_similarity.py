@@ -176,6 +176,8 @@ def test_matrix_matches_pairwise():
                 assert sim[i, j] == np.inf
             else:
                 assert sim[i, j] == pytest.approx(expected, rel=1e-7, abs=1e-6), (i, j)
+    # Exact by construction: the result is 0.5 * (rms + rms.T), and float addition is
+    # commutative, so entry (i, j) and (j, i) are the same sum.
     assert np.array_equal(sim, sim.T)
     assert np.all(np.diag(sim) == 0)
     assert np.isinf(sim[3, np.arange(12) != 3]).all()

@@ -275,7 +275,10 @@ def test_rollout_gradient_reaches_only_the_exit_step(stage, batch, teacher_dir):
     assert video.requires_grad and video.shape == batch["latents"].shape
     plain = stage.rollout(model, conditions, noise, None, 1, grad=False)
     assert not plain.requires_grad
-    torch.testing.assert_close(video.detach(), plain, rtol=0, atol=0)  # same computation
+    # The same rollout with and without autograd: grad mode may pick other CPU kernels
+    # (e.g. SDPA's backward-capable path), so fp32 rounding may differ; a different
+    # computation (another step, other noise) differs by O(1).
+    torch.testing.assert_close(video.detach(), plain, rtol=1e-5, atol=1e-5)
     assert shift_sigma(0.5, 5.0) == pytest.approx(stage.sigmas[1])
 
 

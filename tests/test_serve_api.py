@@ -539,6 +539,9 @@ def test_cli_errors_are_one_line(model_folder):
             (["--workers", "2", "--speed", "30"], r"give one of them"),
             (["--workers", "1", "--max-audio-seconds", "0"], r"--max-audio-seconds must be in"),
             (["--workers", "1", "--port", str(port)], rf"cannot listen on 127\.0\.0\.1:{port}: "),
+            # 99999 once wrapped to 99999 - 65536 = 34463 and served there
+            (["--workers", "1", "--port", "99999"], r"--port must be in \[0, 65535\], got 99999"),
+            (["--workers", "1", "--port", "-1"], r"--port must be in \[0, 65535\], got -1"),
         ]  # fmt: skip
         for flags, pattern in cases:
             done = subprocess.run(

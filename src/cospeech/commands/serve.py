@@ -8,11 +8,12 @@ DEFAULTS_NOTE = "the model's"
 
 
 def _run(args: argparse.Namespace) -> int:
-    from cospeech.errors import InputError
+    from cospeech.errors import InputError, check_range
     from cospeech.pipeline.generator import Generator
     from cospeech.serve.server import generate_options, serve
     from cospeech.serve.settings import MIB, ServeSettings
 
+    check_range("--port", args.port, 0, 65535)  # socket.bind wraps larger numbers
     settings = ServeSettings(
         workers=args.workers, max_queue=args.max_queue, job_ttl_s=args.job_ttl,
         max_image_bytes=round(args.max_image_mb * MIB),

@@ -33,7 +33,7 @@ FPS = 25
 
 @pytest.fixture(scope="module")
 def gen() -> Generator:
-    return Generator.from_pretrained()
+    return Generator.from_pretrained(model="teacher")
 
 
 @pytest.fixture(scope="module")
@@ -293,7 +293,7 @@ def test_fragmented_writer_refuses_bad_frames():
 # --- the command ------------------------------------------------------------------------------
 
 ARGS = ["--image", str(IMAGE), "--reference-pose", str(POSE), "--size", "64", "--steps", "1",
-        "--guidance", "1"]  # fmt: skip
+        "--guidance", "1", "--model", "teacher"]  # fmt: skip
 
 
 def test_generate_stream_writes_a_fragmented_mp4(speech, tmp_path, capsys):

@@ -3,7 +3,7 @@
 The page gets the example photo and 16 s of the example speech (the 8.2 s clip twice), the
 start button is pressed, and the ``#live`` video must play past 2 s while the server still
 generates (job status ``running``): the person speaks before the video is finished. The
-shipped demo models run with 6 steps and no guidance, slow enough on CPU that the job is
+shipped demo teacher runs with 6 steps and no guidance, slow enough on CPU that the job is
 still running when playback reaches 2 s, fast enough for a test. Closing the page then
 cancels the job. A screenshot goes to the test's temporary folder, or to
 docs/images/serve.png when ``COSPEECH_UPDATE_DOCS_IMAGES=1`` (so a test run leaves the
@@ -52,7 +52,7 @@ def long_speech(path: Path) -> Path:
 def test_the_page_plays_the_video_while_it_is_generated(tmp_path):
     playwright = pytest.importorskip("playwright.sync_api")
     speech = long_speech(tmp_path / "speech.wav")
-    flags = ("--workers", "1", "--steps", "6", "--guidance", "1")
+    flags = ("--workers", "1", "--model", "teacher", "--steps", "6", "--guidance", "1")
     with (
         real_server(*flags) as server,
         playwright.sync_playwright() as driver,

@@ -72,6 +72,19 @@ def test_cosine_decay_logs_closed_form_learning_rates_and_resumes_exactly(tmp_pa
     assert_identical_runs(reference, killed, steps)
 
 
+def test_a_run_continued_with_another_learning_rate_takes_it(tmp_path):
+    run = tmp_path / "run"
+    _run(run, 10)  # lr 1e-2, warm-up over 3 updates
+    _run(run, 16, "--lr", "3e-2")  # resumed from step 10 with a tripled rate
+    logged = {
+        row["step"]: row["lr"]
+        for row in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+        if "lr" in row
+    }
+    assert logged[9] == pytest.approx(1e-2, rel=1e-6)
+    assert [logged[s] for s in range(11, 16)] == pytest.approx([3e-2] * 5, rel=1e-6)
+
+
 def test_grad_accumulation_equals_larger_batch(tmp_path):
     _run(tmp_path / "big", 6, "--batch-size", "8")
     _run(tmp_path / "accum", 6, "--batch-size", "4", "--grad-accum", "2")

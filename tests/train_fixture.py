@@ -1,6 +1,7 @@
 """A small regression stage for trainer tests, runnable as a script (also under torchrun).
 
 python tests/train_fixture.py RUN_DIR STEPS [--noise] [--batch-size B] [--grad-accum A]
+    [--cosine-from S] [--lr LR]
 """
 
 from __future__ import annotations
@@ -75,13 +76,17 @@ class RegressionStage:
 
 
 def make_config(
-    steps: int, batch_size: int = 4, grad_accum: int = 1, cosine_from: int | None = None
+    steps: int,
+    batch_size: int = 4,
+    grad_accum: int = 1,
+    cosine_from: int | None = None,
+    lr: float = 1e-2,
 ) -> TrainConfig:
     decay = {} if cosine_from is None else {"decay": "cosine", "decay_start": cosine_from}
     return TrainConfig(
         steps=steps, batch_size=batch_size, grad_accum=grad_accum, seed=7, ema_decay=0.9,
         checkpoint_every=5, keep_last=2, log_every=1,
-        optim=OptimConfig(lr=1e-2, warmup_steps=3, grad_clip=1.0, min_lr_ratio=0.1, **decay),
+        optim=OptimConfig(lr=lr, warmup_steps=3, grad_clip=1.0, min_lr_ratio=0.1, **decay),
     )  # fmt: skip
 
 
@@ -93,12 +98,13 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--grad-accum", type=int, default=1)
     parser.add_argument("--cosine-from", type=int, default=None)
+    parser.add_argument("--lr", type=float, default=1e-2)
     args = parser.parse_args(argv)
     # One thread: the reference and the killed-and-resumed run must be bit-identical, so
     # they run the same kernels with the same work split (the tests also set OMP_NUM_THREADS).
     torch.set_num_threads(1)
     stage = RegressionStage(noise=args.noise)
-    config = make_config(args.steps, args.batch_size, args.grad_accum, args.cosine_from)
+    config = make_config(args.steps, args.batch_size, args.grad_accum, args.cosine_from, args.lr)
     Trainer(stage, config, args.run_dir).run()
 
 

@@ -1,5 +1,6 @@
 """Where the shipped demo models live: ``cospeech/assets/<dir>`` in the installed package
-(the teacher and the VAE of ``cospeech generate``, the learned motion model)."""
+(the teacher, the VAE and, once trained, the distilled student of ``cospeech generate``;
+the learned motion model)."""
 
 from __future__ import annotations
 
@@ -9,3 +10,4 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 TEACHER_DIR = "teacher"
 VAE_DIR = "vae"
 MOTION_DIR = "motion"
+STUDENT_DIR = "student"

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
+
 from cospeech.attention.masks import global_frame_mask, latent_frame_similarity
 from cospeech.attention.plan import DEFAULT_BLOCK_SIZE, SparsePlan
 from cospeech.errors import InputError
@@ -33,6 +35,7 @@ def pose_plan(
     patch: tuple[int, int, int] = (1, 2, 2),
     causal: bool = True,
     sink_frames: int = 1,
+    local: bool = True,
 ) -> SparsePlan:
     """The :class:`SparsePlan` of ``pose`` for a model's latent token grid.
 
@@ -40,6 +43,8 @@ def pose_plan(
     covers ``1 + ceil((F - 1) / time_stride)`` latent frames of ``H / (space_stride *
     patch_h)`` x ``W / (space_stride * patch_w)`` tokens (checked against the model's
     input when it runs). ``k``, ``causal``, ``sink_frames``: :func:`global_frame_mask`.
+    ``local``: also the region mask (Eq. 3); False keeps the global frame mask only (every
+    token of a kept frame pair attends: the ablation without the local mask).
     """
     if patch[0] != 1:
         raise InputError(
@@ -47,15 +52,20 @@ def pose_plan(
         )
     similarity = latent_frame_similarity(pose_frame_similarity(pose), time_stride)
     frame_mask = global_frame_mask(similarity, k=k, causal=causal, sink_frames=sink_frames)
-    regions = region_token_masks(
-        pose, time_stride=time_stride, space_stride=space_stride, patch=patch
-    )
+    if local:
+        regions = region_token_masks(
+            pose, time_stride=time_stride, space_stride=space_stride, patch=patch
+        )
+    else:  # one region covering every token: only the frame mask restricts attention
+        cell_h, cell_w = space_stride * patch[1], space_stride * patch[2]
+        shape = (len(frame_mask), pose.height // cell_h, pose.width // cell_w)
+        regions = np.ones(shape, dtype=np.int64)
     plan = SparsePlan.build(frame_mask, regions, block_size=block_size, exact=exact)
     stats = plan.summary()
     log.info(
-        "sparse attention plan (K=%d): %d latent frames x %d tokens, %.1f frames per query, "
+        "sparse attention plan (K=%d%s): %d latent frames x %d tokens, %.1f frames per query, "
         "block density %.3f, token density %.3f",
-        k, stats["frames"], stats["tokens_per_frame"], stats["frames_per_query"],
-        stats["block_density"], stats["token_density"],
+        k, "" if local else ", global only", stats["frames"], stats["tokens_per_frame"],
+        stats["frames_per_query"], stats["block_density"], stats["token_density"],
     )  # fmt: skip
     return plan

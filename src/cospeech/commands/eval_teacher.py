@@ -15,7 +15,7 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.output:
         check_output(args.output, name="--output")
-    bundle = load_bundle(args.model)
+    bundle = load_bundle(args.model, model="teacher")
     settings = bundle.settings
     options = TeacherEvalOptions(
         split=args.split, clips=args.clips, frames=args.frames,

@@ -26,7 +26,7 @@ def _run(args: argparse.Namespace) -> int:
 
     options = GenerateOptions(
         steps=args.steps, guidance=args.guidance, seed=args.seed, fps=args.fps, size=args.size,
-        learned_motion=not args.rule_motion,
+        learned_motion=not args.rule_motion, attention=args.attention,
     )  # fmt: skip
     run = generate_stream if args.stream else generate
     result = run(
@@ -53,6 +53,7 @@ def register(tree) -> None:
     from cospeech.motion.generate import FPS_RANGE, MAX_SEED
     from cospeech.pipeline.bundle import SamplingSettings
     from cospeech.pipeline.generate import POSE_SIDE_MULTIPLE
+    from cospeech.pipeline.plans import ATTENTIONS
     from cospeech.shipped import ASSETS, TEACHER_DIR
 
     demo = SamplingSettings.load(ASSETS / TEACHER_DIR)  # the shipped defaults, for the help
@@ -64,11 +65,13 @@ def register(tree) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--steps", type=int,
-        help=f"Euler steps, 1-{NUM_TRAIN_TIMESTEPS} (default: the model's; demo {demo.steps})",
+        help=f"teacher: Euler steps, 1-{NUM_TRAIN_TIMESTEPS}; student: levels of its step list "
+        f"used, 1 to all (default: the model's: demo teacher {demo.steps}, a student all)",
     )  # fmt: skip
     parser.add_argument(
         "--guidance", type=float,
-        help=f"guidance scale >= 1, 1 = none (default: the model's; demo {demo.guidance:g})",
+        help=f"teacher only: guidance scale >= 1, 1 = none (default: the model's; demo "
+        f"{demo.guidance:g}); the student runs without",
     )  # fmt: skip
     parser.add_argument(
         "--seed", type=int, default=0,
@@ -82,7 +85,7 @@ def register(tree) -> None:
     parser.add_argument(
         "--size", type=int,
         help=f"frame side in pixels, a multiple of {POSE_SIDE_MULTIPLE} up to the size the "
-        f"teacher was trained at (default: that size; demo {demo.size})",
+        f"model was trained at (default: that size; demo {demo.size})",
     )  # fmt: skip
     parser.add_argument(
         "--save-pose", help="also write the driving keypoints (.npz) (default: not written)"
@@ -98,12 +101,22 @@ def register(tree) -> None:
         "opening (dlib landmarks) and wrists (default: not written)",
     )  # fmt: skip
     parser.add_argument(
-        "--model", help="model folder with teacher/ and vae/ (default: the shipped demo models)"
-    )
+        "--model",
+        help="teacher or student (of the shipped models), a model folder with teacher/, vae/ "
+        "and optionally student/, or a trained DiT folder (a run's final-ema, with the shipped "
+        "VAE) (default: the shipped student if there is one, else the shipped teacher)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--attention",
+        help=f"self-attention: {', '.join(ATTENTIONS)} (global: the top-K frame mask only; "
+        "sparse: with the body-region mask) (default: the model's: dense for the teacher, "
+        "the student's sampling.json)",
+    )  # fmt: skip
     parser.add_argument(
         "--stream", action="store_true",
-        help="generate window after window and write a fragmented mp4, playable while it "
-        "grows (default: offline, all windows fused at every step)",
+        help="generate window after window (the student: chunk after chunk) and write a "
+        "fragmented mp4, playable while it grows (default: offline, the teacher's windows "
+        "fused at every step)",
     )  # fmt: skip
     parser.add_argument(
         "--rule-motion", action="store_true",

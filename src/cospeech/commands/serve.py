@@ -23,7 +23,7 @@ def _run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     if args.speed is not None and args.workers is not None:
         raise InputError("--speed sizes the pool, --workers sets it: give one of them")
-    generator = Generator.from_pretrained(args.model, device=args.device)
+    generator = Generator.from_pretrained(model=args.model, device=args.device)
     generator.resolve(generate_options(settings))  # a bad --steps / --size fails here
     serve(generator, settings, args.host, args.port, args.speed,
           say=lambda line: print(line, flush=True))  # fmt: skip
@@ -60,10 +60,14 @@ def register(tree) -> None:
                         help="largest speech upload in MiB")  # fmt: skip
     parser.add_argument("--max-audio-seconds", type=float, default=d.max_audio_seconds,
                         help="longest speech in seconds")  # fmt: skip
-    parser.add_argument("--model", help="model folder with teacher/ and vae/ "
-                        "(default: the shipped demo models)")  # fmt: skip
+    parser.add_argument("--model", help="teacher or student (of the shipped models), a model "
+                        "folder with teacher/, vae/ and optionally student/, or a trained DiT "
+                        "folder (default: the shipped student if there is one, else the "
+                        "shipped teacher)")  # fmt: skip
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
-    parser.add_argument("--steps", type=int, help=f"Euler steps (default: {DEFAULTS_NOTE})")
+    parser.add_argument(
+        "--steps", type=int, help=f"Euler steps, or a student's levels (default: {DEFAULTS_NOTE})"
+    )
     parser.add_argument("--guidance", type=float, help=f"guidance scale (default: {DEFAULTS_NOTE})")
     parser.add_argument("--size", type=int, help=f"frame side in pixels (default: {DEFAULTS_NOTE})")
     parser.add_argument("--fps", type=float, help=f"frame rate (default: {DEFAULTS_NOTE})")

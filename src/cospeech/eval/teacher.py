@@ -84,9 +84,12 @@ def check_clip_options(clips: int, frames: int) -> None:
         )
 
 
-def pick_clips(root: Path, split: str, clips: int, frames: int) -> list[ClipInfo]:
+def pick_clips(
+    root: Path, split: str, clips: int, frames: int, size: int | None = None
+) -> list[ClipInfo]:
     """Up to ``clips`` clips (0 = all) of ``split`` with at least ``frames`` frames, spread
-    over identities."""
+    over identities; with ``size``, checked to be ``size`` x ``size`` (the size a model
+    renders: :func:`check_frame_size`, before any long work)."""
     check_clip_options(clips, frames)
     found = read_clips(root, split)
     if not found:
@@ -98,7 +101,10 @@ def pick_clips(root: Path, split: str, clips: int, frames: int) -> list[ClipInfo
             f"dataset {root}: no {split} clip has {count(frames, 'frame')} (the longest has "
             f"{longest}); use a smaller --frames"
         )
-    return spread_over_identities(long_enough, clips)
+    picked = spread_over_identities(long_enough, clips)
+    if size is not None:
+        check_frame_size(picked, size)
+    return picked
 
 
 def check_frame_size(clips: list[ClipInfo], size: int) -> None:
@@ -113,29 +119,51 @@ def check_frame_size(clips: list[ClipInfo], size: int) -> None:
             )
 
 
-def evaluate_clip(bundle: ModelBundle, clip: ClipInfo, options: TeacherEvalOptions) -> ClipScore:
-    """Render one clip's window from its keypoints and score it."""
+@dataclass(frozen=True)
+class ClipWindow:
+    """The first frames of a clip, ready to render and score: ``truth`` uint8
+    ``[F, H, W, 3]``, its ground-truth ``keypoints`` ``[F, 133, 3]``, the ``identity``
+    (the folder of its reference photo) and its ``reference`` photo and pose, and the
+    truth's mouth openness ``truth_mouth`` ``[F]``."""
+
+    clip: ClipInfo
+    identity: str
+    truth: np.ndarray
+    keypoints: np.ndarray
+    reference: Reference
+    truth_mouth: np.ndarray
+
+
+def load_clip_window(clip: ClipInfo, frames: int, size: int) -> ClipWindow:
+    """The first ``frames`` frames of ``clip`` with its keypoints and identity reference
+    (``InputError`` without a reference, or unless the frames are ``size`` x ``size``)."""
     if clip.reference_image is None or clip.reference_pose is None:
         raise InputError(f"clip {clip.clip_id}: needs an identity reference photo and pose")
-    frames = options.frames
     truth = read_frames(clip.folder / VIDEO_NAME, 0, frames)
     keypoints = PoseSequence.load(clip.folder / POSE_NAME).keypoints[:frames]
     height, width = truth.shape[1:3]
-    check_frame_size([replace(clip, width=width, height=height)], bundle.settings.size)
+    check_frame_size([replace(clip, width=width, height=height)], size)
     image = read_image(clip.reference_image)
-    reference_pose = PoseSequence.load(clip.reference_pose)
-    reference = Reference(image, reference_pose.keypoints[0])
+    reference = Reference(image, PoseSequence.load(clip.reference_pose).keypoints[0])
+    identity = clip.reference_image.parent.name
+    return ClipWindow(clip, identity, truth, keypoints, reference, mouth_openness(truth, keypoints))
+
+
+def evaluate_clip(bundle: ModelBundle, clip: ClipInfo, options: TeacherEvalOptions) -> ClipScore:
+    """Render one clip's window from its keypoints and score it."""
+    window = load_clip_window(clip, options.frames, bundle.settings.size)
     latents = sample_latents(
-        bundle, reference, keypoints, steps=options.steps, guidance=options.guidance,
-        shift=options.shift, overlap=options.overlap, seed=options.seed,
+        bundle, window.reference, window.keypoints, steps=options.steps,
+        guidance=options.guidance, shift=options.shift, overlap=options.overlap,
+        seed=options.seed,
     )  # fmt: skip
-    fake = np.stack(list(decode_frames(bundle.vae, latents, frames)))
-    recon = vae_reconstruction(bundle.vae, truth)
-    truth_mouth = mouth_openness(truth, keypoints)
+    fake = np.stack(list(decode_frames(bundle.vae, latents, options.frames)))
+    recon = vae_reconstruction(bundle.vae, window.truth)
+    truth, keypoints, truth_mouth = window.truth, window.keypoints, window.truth_mouth
     psnr, ssim, lipsync = video_scores(fake, truth, keypoints, truth_mouth)
     vae_psnr, vae_ssim, vae_lipsync = video_scores(recon, truth, keypoints, truth_mouth)
     return ClipScore(
-        clip=clip.clip_id, identity=clip.reference_image.parent.name, frames=frames,
+        clip=clip.clip_id, identity=window.identity, frames=options.frames,
         psnr=psnr, ssim=ssim, lipsync=lipsync,
         vae_psnr=vae_psnr, vae_ssim=vae_ssim, vae_lipsync=vae_lipsync,
     )  # fmt: skip
@@ -181,8 +209,8 @@ def evaluate_teacher(
     bundle: ModelBundle, root: str | Path, options: TeacherEvalOptions, progress: bool = True
 ) -> dict:
     """Scores of every picked clip and their means, as a JSON-ready dict."""
-    clips = pick_clips(Path(root), options.split, options.clips, options.frames)
-    check_frame_size(clips, bundle.settings.size)  # before any long work
+    clips = pick_clips(Path(root), options.split, options.clips, options.frames,
+                       bundle.settings.size)  # fmt: skip
     scores = [
         evaluate_clip(bundle, clip, options)
         for clip in track(clips, "eval teacher", unit="clip", enabled=progress)

@@ -427,16 +427,27 @@ def _chunk_groups(
     device: torch.device,
 ) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
     """Per sample, the index groups of the chunk's queries against the cached frames then
-    its own (:meth:`SparsePlan.chunk_groups`); ``[]`` without plans."""
+    its own (:meth:`SparsePlan.chunk_groups`); ``[]`` without plans.
+
+    A plan covers the clip from latent frame 0 (absolute frame indices), or exactly the
+    frames the cache holds followed by the chunk's (``num_frames == cached + frames``, in
+    that order: what a stream builds chunk by chunk, so that it stays small however long
+    the video). Before any eviction the two readings are the same frames; after one, a
+    plan from frame 0 has more frames than that, so the size tells them apart."""
     frames, height, width = grid
+    held = cache.frame_indices
     chunk = list(range(cache.frames_seen, cache.frames_seen + frames))
     groups = []
     for plan in plans:
         plan.check_grid(plan.num_frames, height, width, "VideoDiT")
+        if plan.num_frames == len(held) + frames:
+            keys = list(range(plan.num_frames))
+            groups.append(plan.chunk_groups(keys[len(held) :], keys, device))
+            continue
         if chunk[-1] >= plan.num_frames:
             raise InputError(
                 f"VideoDiT: the chunk holds latent frames {chunk[0]}..{chunk[-1]}, the sparse "
                 f"plan covers {plan.num_frames}"
             )
-        groups.append(plan.chunk_groups(chunk, cache.frame_indices + chunk, device))
+        groups.append(plan.chunk_groups(chunk, held + chunk, device))
     return groups

@@ -17,6 +17,7 @@ condition dropout of training and for the unconditional branch of guidance.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -29,6 +30,57 @@ from cospeech.pose.draw import draw_pose
 
 MASK_CHANNELS = 4
 CONDITION_NAMES = ("pose", "reference", "ref_pose")
+STUDENT_KIND = "causal-student"
+
+
+@dataclass
+class StudentSampling:
+    """``sampling.json`` of a student folder: how the pipeline runs it (written by the
+    ``distill`` stage, read by :mod:`cospeech.pipeline`).
+
+    ``kind``: :data:`STUDENT_KIND`; ``steps`` / ``shift``: the step list and its warp
+    (:func:`cospeech.diffusion.step_list_sigmas`, sampled by
+    :func:`cospeech.diffusion.sample_few_step`, no guidance); ``chunk_frames``: latent
+    frames per chunk; ``cache_sink`` / ``cache_window``: KV-cache chunks (window 0 = all);
+    ``attention``, ``k``, ``block_size``: the causal sparse plan of the pose (``dense``:
+    none); ``window``: latent frames per training window; ``size``, ``fps``: frames.
+    """
+
+    kind: str
+    steps: list[float]
+    shift: float
+    chunk_frames: int
+    cache_sink: int
+    cache_window: int
+    attention: str
+    k: int
+    block_size: int
+    window: int
+    size: int
+    fps: float = 25.0
+
+
+def chunk_video_range(start: int, stop: int) -> tuple[int, int]:
+    """Video frames ``[first, last)`` whose pose maps condition latent frames ``start ..
+    stop - 1`` of a causal chunk: ``1 + 4(n-1)`` frames from frame 0, ``4n`` later (the
+    VAE's grouping: latent ``i >= 1`` covers video frames ``4i-3 .. 4i``)."""
+    return max(0, TIME_STRIDE * start - (TIME_STRIDE - 1)), TIME_STRIDE * (stop - 1) + 1
+
+
+def chunk_conditions(
+    conditions: Mapping[str, Tensor], start: int, stop: int, first_frame: int = 0
+) -> dict[str, Tensor]:
+    """The conditions of latent frames ``start .. stop - 1``: the pose maps of the video
+    frames they cover (:func:`chunk_video_range`; ``conditions["pose"]`` holds the maps
+    from video frame ``first_frame`` on), the reference slot on the first chunk only (zeros
+    later: no reference mask on later frames)."""
+    first, last = chunk_video_range(start, stop)
+    reference = conditions["reference"]
+    return {
+        "pose": conditions["pose"][:, :, first - first_frame : last - first_frame],
+        "reference": reference if start == 0 else torch.zeros_like(reference),
+        "ref_pose": conditions["ref_pose"],
+    }
 
 
 def reference_slot(reference_latent: Tensor) -> Tensor:

@@ -1,12 +1,19 @@
-"""The models behind ``cospeech generate``: teacher DiT, video VAE and their settings.
+"""The models behind ``cospeech generate``: the DiT that runs (the many-step teacher or the
+distilled causal student), the video VAE and their settings.
 
-A model folder holds ``teacher/`` (VideoDiT ``save_pretrained`` + ``sampling.json``) and
-``vae/`` (TinyVideoVAE ``save_pretrained``). The default is the demo pair shipped in
-``cospeech/assets`` (docs/demo-models.md).
+A model folder holds ``teacher/`` (VideoDiT ``save_pretrained`` + ``sampling.json``,
+:class:`SamplingSettings`), ``vae/`` (TinyVideoVAE ``save_pretrained``) and optionally
+``student/`` (the ``train distill`` export: VideoDiT + ``sampling.json`` of kind
+``causal-student``, :class:`~cospeech.models.i2v.StudentSampling`). The default is the demo
+folder shipped in ``cospeech/assets`` (docs/demo-models.md). Which DiT runs
+(:func:`model_source`): the student when the folder has one, else the teacher; or the one
+named (``"teacher"`` / ``"student"``); or a single trained DiT folder (a run's
+``final-ema``), whose ``sampling.json`` ``kind`` says which it is, with the folder's VAE.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,10 +23,16 @@ from cospeech.config import from_dict, to_dict
 from cospeech.errors import CheckpointError, InputError
 from cospeech.jsonfile import read_json, write_json
 from cospeech.models import VideoDiT
+from cospeech.models.checkpoint import CONFIG_NAME, wan_config_dict
+from cospeech.models.i2v import STUDENT_KIND, StudentSampling
 from cospeech.models.vae import TinyVideoVAE
-from cospeech.shipped import ASSETS, TEACHER_DIR, VAE_DIR
+from cospeech.models.weight_delta import apply_weight_delta, save_weight_delta
+from cospeech.shipped import ASSETS, STUDENT_DIR, TEACHER_DIR, VAE_DIR
 
 SAMPLING_FILE = "sampling.json"
+DELTA_NAME = "delta.safetensors"
+MODEL_KINDS = ("teacher", "student")
+STUDENT_ATTENTIONS = ("dense", "sparse")
 
 
 @dataclass(frozen=True)
@@ -28,7 +41,9 @@ class SamplingSettings:
 
     ``window``: latent frames per window (the training window); ``overlap``: latent frames
     shared by neighbouring windows; ``size``: frame side in pixels; ``steps``, ``guidance``,
-    ``shift``: Euler steps, guidance scale and timestep shift of sampling.
+    ``shift``: Euler steps, guidance scale and timestep shift of sampling; ``k``,
+    ``block_size``: the sparse plans of ``--attention global|sparse`` (K of Eq. 2, tokens
+    per block; the sparse stage's defaults).
     """
 
     window: int = 5
@@ -38,6 +53,8 @@ class SamplingSettings:
     steps: int = 20
     guidance: float = 1.0
     shift: float = 3.0
+    k: int = 4
+    block_size: int = 128
 
     def save(self, folder: str | Path) -> None:
         write_json(Path(folder) / SAMPLING_FILE, to_dict(self))
@@ -53,45 +70,167 @@ class SamplingSettings:
             raise CheckpointError(f"{path}: {exc}") from None
 
 
+ModelSettings = SamplingSettings | StudentSampling
+"""The settings of the DiT that runs: a teacher's or a student's ``sampling.json``."""
+
+
 @dataclass
 class ModelBundle:
-    """Teacher, VAE and sampling settings, ready for inference (eval mode)."""
+    """The DiT that runs (``model``: the teacher or the student), the VAE and the model's
+    settings (``sampling.json``), ready for inference (eval mode)."""
 
-    teacher: VideoDiT
+    model: VideoDiT
     vae: TinyVideoVAE
-    settings: SamplingSettings
+    settings: ModelSettings
+
+    @property
+    def kind(self) -> str:
+        """``"teacher"`` or ``"student"``."""
+        return "student" if isinstance(self.settings, StudentSampling) else "teacher"
+
+    @property
+    def teacher(self) -> VideoDiT:
+        """The teacher DiT (InputError for a student bundle, so that teacher-only code
+        never runs a student as if it were one)."""
+        if self.kind != "teacher":
+            raise InputError("this bundle runs the distilled student; load it with "
+                             "model='teacher' for the teacher")  # fmt: skip
+        return self.model
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
 
 
-def model_folder(folder: str | Path | None = None) -> Path:
-    """``folder`` (default: the shipped demo models), checked to hold ``teacher/`` and
-    ``vae/`` (InputError otherwise)."""
+@dataclass(frozen=True)
+class ModelSource:
+    """Where the DiT (``dit``) and the VAE (``vae``) of a run are, and which ``kind`` the
+    DiT is."""
+
+    dit: Path
+    vae: Path
+    kind: str
+
+
+def model_source(folder: str | Path | None = None, model: str | Path | None = None) -> ModelSource:
+    """Which DiT and VAE a run loads (see the module docstring); InputError naming what is
+    missing. ``folder``: a model folder (None: the shipped demo models); ``model``: None
+    (the folder's student if it has one, else its teacher), ``"teacher"``, ``"student"``,
+    another model folder, or a trained DiT folder (``config.json`` + ``sampling.json``)."""
     root = Path(folder) if folder is not None else ASSETS
-    for sub in (TEACHER_DIR, VAE_DIR):
-        if not (root / sub).is_dir():
-            raise InputError(f"model folder {root}: no {sub}/ inside (see docs/generate.md)")
-    return root
+    if model is None or str(model) in MODEL_KINDS:
+        return _bundled(root, None if model is None else str(model))
+    path = Path(model)
+    if (path / TEACHER_DIR).is_dir() or (path / STUDENT_DIR).is_dir():
+        return _bundled(path, None)
+    if (path / CONFIG_NAME).is_file():
+        kind = "student" if _is_student(path) else "teacher"
+        return ModelSource(path, _bundled_vae(root), kind)
+    raise InputError(
+        f"--model {model}: neither teacher, student, a model folder (teacher/ + vae/) nor a "
+        f"trained DiT folder ({CONFIG_NAME} + {SAMPLING_FILE}); see docs/generate.md"
+    )
 
 
-def load_settings(folder: str | Path | None = None) -> SamplingSettings:
-    """The sampling settings of a model folder, read without loading any weights (so that
-    options can be checked against them first)."""
-    return SamplingSettings.load(model_folder(folder) / TEACHER_DIR)
+def _bundled(root: Path, kind: str | None) -> ModelSource:
+    """The ``kind`` DiT of model folder ``root`` (None: the student if it has one)."""
+    vae = _bundled_vae(root)
+    if kind is None:
+        kind = "student" if (root / STUDENT_DIR).is_dir() else "teacher"
+    sub = root / (STUDENT_DIR if kind == "student" else TEACHER_DIR)
+    if not sub.is_dir():
+        hint = " (no distilled student is bundled: use --model teacher)" * (kind == "student")
+        raise InputError(f"model folder {root}: no {sub.name}/ inside{hint} (see docs/generate.md)")
+    return ModelSource(sub, vae, kind)
+
+
+def _bundled_vae(root: Path) -> Path:
+    if not (root / VAE_DIR).is_dir():
+        raise InputError(f"model folder {root}: no {VAE_DIR}/ inside (see docs/generate.md)")
+    return root / VAE_DIR
+
+
+def _is_student(folder: Path) -> bool:
+    """Whether the DiT folder's ``sampling.json`` is a causal student's."""
+    path = folder / SAMPLING_FILE
+    if not path.is_file():
+        return False
+    data = read_json(path, error=CheckpointError)
+    return isinstance(data, dict) and data.get("kind") == STUDENT_KIND
+
+
+def load_student_sampling(folder: str | Path) -> StudentSampling:
+    """The checked ``sampling.json`` of a student folder (CheckpointError naming the file)."""
+    path = Path(folder) / SAMPLING_FILE
+    try:
+        sampling = from_dict(StudentSampling, read_json(path, error=CheckpointError))
+    except InputError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    checks = {
+        f"kind must be {STUDENT_KIND!r}": sampling.kind == STUDENT_KIND,
+        f"attention must be one of {STUDENT_ATTENTIONS}": sampling.attention in STUDENT_ATTENTIONS,
+        "steps must not be empty": bool(sampling.steps),
+        "chunk_frames, window and size must be >= 1": min(
+            sampling.chunk_frames, sampling.window, sampling.size
+        )
+        >= 1,
+        "cache_sink and cache_window must be >= 0": min(sampling.cache_sink, sampling.cache_window)
+        >= 0,
+    }
+    problems = [message for message, ok in checks.items() if not ok]
+    if problems:
+        raise CheckpointError(f"{path}: {'; '.join(problems)}")
+    return sampling
+
+
+def load_settings(
+    folder: str | Path | None = None, model: str | Path | None = None
+) -> ModelSettings:
+    """The sampling settings of the DiT a run would load (:func:`model_source`), read
+    without loading any weights (so that options can be checked against them first)."""
+    source = model_source(folder, model)
+    if source.kind == "student":
+        return load_student_sampling(source.dit)
+    return SamplingSettings.load(source.dit)
 
 
 def load_bundle(
-    folder: str | Path | None = None, device: torch.device | str = "cpu"
+    folder: str | Path | None = None,
+    *,
+    model: str | Path | None = None,
+    device: torch.device | str = "cpu",
 ) -> ModelBundle:
-    """Load ``folder`` (default: the shipped demo models); weights are cast to float32."""
-    root = model_folder(folder)
-    teacher = VideoDiT.from_pretrained(root / TEACHER_DIR, dtype=torch.float32, device=device)
-    vae = TinyVideoVAE.from_pretrained(root / VAE_DIR, dtype=torch.float32, device=device)
-    config = teacher.config
-    if config.out_dim != vae.latent_channels:
+    """Load the DiT and VAE a run uses (:func:`model_source`: ``folder`` default the
+    shipped demo models, ``model`` default its student if it has one, else its teacher);
+    weights are cast to float32."""
+    source = model_source(folder, model)
+    settings = load_settings(folder, model)
+    dit = load_dit(source.dit, device)
+    vae = TinyVideoVAE.from_pretrained(source.vae, dtype=torch.float32, device=device)
+    if dit.config.out_dim != vae.latent_channels:
         raise CheckpointError(
-            f"model folder {root}: teacher works on {config.out_dim} latent channels, "
-            f"the VAE has {vae.latent_channels}"
+            f"{source.dit}: the {source.kind} works on {dit.config.out_dim} latent channels, "
+            f"the VAE ({source.vae}) has {vae.latent_channels}"
         )
-    return ModelBundle(teacher.eval(), vae.eval(), load_settings(root))
+    return ModelBundle(dit.eval(), vae.eval(), settings)
+
+
+def load_dit(folder: Path, device: torch.device | str = "cpu") -> VideoDiT:
+    """The float32 VideoDiT of ``folder``: its ``save_pretrained`` weights, or, for a folder
+    holding a :data:`DELTA_NAME` weight delta instead (a student shipped as its difference
+    to the teacher, :mod:`cospeech.models.weight_delta`), the sibling ``teacher/`` plus that
+    difference (CheckpointError if the two configs differ)."""
+    delta = folder / DELTA_NAME
+    if not delta.is_file():
+        return VideoDiT.from_pretrained(folder, dtype=torch.float32, device=device)
+    base_dir = folder.parent / TEACHER_DIR
+    if not base_dir.is_dir():
+        raise CheckpointError(f"{delta}: a weight delta needs its base model in {base_dir}")
+    base = VideoDiT.from_pretrained(base_dir, dtype=torch.float32, device=device)
+    expected = json.loads(json.dumps(wan_config_dict(base.config)))  # tuples as JSON lists
+    if read_json(folder / CONFIG_NAME, error=CheckpointError) != expected:
+        raise CheckpointError(f"{folder}: its {CONFIG_NAME} is not the one of {base_dir}")
+    return apply_weight_delta(base, delta).eval()
 
 
 def save_bundle(
@@ -100,13 +239,29 @@ def save_bundle(
     settings: SamplingSettings,
     folder: str | Path,
     dtype: torch.dtype = torch.float16,
+    student_dir: str | Path | None = None,
+    student_delta: bool = False,
 ) -> Path:
-    """Write a model folder (``teacher/``, ``vae/``, ``teacher/sampling.json``) from a trained
-    teacher and VAE (``save_pretrained`` folders), weights cast to ``dtype`` (half the size
-    in float16; :func:`load_bundle` casts back to float32)."""
+    """Write a model folder (``teacher/``, ``vae/``, ``teacher/sampling.json``, and
+    ``student/`` with its own ``sampling.json`` when ``student_dir`` is given) from a
+    trained teacher, VAE and student (``save_pretrained`` folders), weights cast to
+    ``dtype`` (half the size in float16; :func:`load_bundle` casts back to float32).
+    ``student_delta``: store the student as its int8 difference to the teacher as written
+    (:data:`DELTA_NAME`, a quarter of its float32 size) instead of its own weights."""
     root = Path(folder)
     teacher = VideoDiT.from_pretrained(teacher_dir, dtype=dtype)
     teacher.save_pretrained(root / TEACHER_DIR)
     settings.save(root / TEACHER_DIR)
     TinyVideoVAE.from_pretrained(vae_dir).save_pretrained(root / VAE_DIR, dtype=dtype)
+    if student_dir is not None:
+        sampling = load_student_sampling(student_dir)
+        student = VideoDiT.from_pretrained(student_dir)
+        if student_delta:
+            base = VideoDiT.from_pretrained(root / TEACHER_DIR)  # the teacher as loaded later
+            (root / STUDENT_DIR).mkdir(parents=True, exist_ok=True)
+            save_weight_delta(student, base, root / STUDENT_DIR / DELTA_NAME)
+            write_json(root / STUDENT_DIR / CONFIG_NAME, wan_config_dict(student.config))
+        else:
+            student.to(dtype).save_pretrained(root / STUDENT_DIR)
+        write_json(root / STUDENT_DIR / SAMPLING_FILE, to_dict(sampling))
     return root

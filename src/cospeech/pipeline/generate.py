@@ -2,8 +2,8 @@
 
 The building blocks; the API that runs them is :class:`.generator.Generator` (``generate``
 below is one call of it). audio -> keypoints (:mod:`.motion`) -> pose maps -> teacher
-sampling (Euler, guidance, overlapping windows fused at every step, :mod:`.windows`) -> VAE
-decode -> H.264 + AAC.
+sampling (Euler, guidance, overlapping windows fused at every step, :mod:`.windows`) or the
+distilled student's chunks (:mod:`.student`) -> VAE decode -> H.264 + AAC.
 
 Frame count = ``round(audio seconds * fps)``. The latent sequence has
 ``T = 1 + ceil((N - 1) / 4)`` frames (the VAE's time stride); decoding gives
@@ -14,6 +14,7 @@ frame into the writer, so memory is bounded by the latents, not by the video.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -31,6 +32,7 @@ from cospeech.media.pixels import pixels_to_tensor, tensor_to_pixels
 from cospeech.models.i2v import (
     CONDITION_NAMES,
     ConditionedFlow,
+    StudentSampling,
     pose_maps,
     reference_pose_map,
     reference_slot,
@@ -38,7 +40,13 @@ from cospeech.models.i2v import (
 )
 from cospeech.models.vae import VideoVAE
 from cospeech.motion.generate import FPS_RANGE, MAX_SEED
-from cospeech.pipeline.bundle import ModelBundle, SamplingSettings, load_bundle, load_settings
+from cospeech.pipeline.bundle import (
+    ModelBundle,
+    ModelSettings,
+    load_bundle,
+    load_settings,
+)
+from cospeech.pipeline.plans import PlanOptions, WindowPlans, check_attention
 from cospeech.pipeline.reference import Reference
 from cospeech.pipeline.windows import FusedWindows, WindowFlow, WindowPlan
 
@@ -47,7 +55,12 @@ POSE_SIDE_MULTIPLE = 16  # pose encoder: VAE stride 8 x patch 2
 
 @dataclass(frozen=True)
 class GenerateOptions:
-    """User settings; ``None`` takes the model's own (``sampling.json``)."""
+    """User settings; ``None`` takes the model's own (``sampling.json``).
+
+    ``steps``: the teacher's Euler steps, or the number of levels of the student's step
+    list (1 .. all); ``guidance`` and ``overlap``: the teacher's only; ``attention``:
+    ``dense``, ``global`` or ``sparse`` (:mod:`.plans`; the teacher's default is dense,
+    the student's its ``sampling.json`` ``attention``)."""
 
     steps: int | None = None
     guidance: float | None = None
@@ -57,6 +70,7 @@ class GenerateOptions:
     fps: float | None = None
     size: int | None = None
     learned_motion: bool = True
+    attention: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,12 +78,18 @@ class GenerateResult:
     """What one run produced, the driving ``keypoints`` ``[frames, 133, 3]`` (pixels of the
     output frame) and how long it took (seconds of wall time: ``seconds`` end to end, and
     per phase in ``phases``: ``prepare`` (models, audio, reference, motion), ``sampling``
-    (the teacher), ``decode`` (the VAE), ``write`` (H.264 + AAC encoding and muxing, the
-    pose file)). *Compute* is sampling + VAE decode, what the paper's FPS measures.
+    (the teacher or student), ``decode`` (the VAE), ``write`` (H.264 + AAC encoding and
+    muxing, the pose file)). *Compute* is sampling + VAE decode, what the paper's FPS
+    measures.
 
     ``path`` is the mp4 written (None when the frames were kept in memory instead: then
     ``video`` holds them, uint8 ``[frames, H, W, 3]``). ``first_frame_seconds``: for a
-    streamed run, the wall time until the first frames were ready (None offline)."""
+    streamed run, the wall time until the first frames were ready (None offline).
+
+    ``model``: ``teacher`` or ``student``; ``steps`` x ``windows``: the teacher's Euler
+    steps and windows, or the student's levels and chunks; ``attention``: ``dense``,
+    ``global`` or ``sparse``; ``attention_density``: the mean token density of the sparse
+    plans used (kept query-key pairs over dense's, 1 = dense; None for dense)."""
 
     path: Path | None
     frames: int
@@ -83,6 +103,9 @@ class GenerateResult:
     phases: dict[str, float] = field(default_factory=dict)
     video: np.ndarray | None = field(repr=False, compare=False, default=None)
     first_frame_seconds: float | None = None
+    model: str = "teacher"
+    attention: str = "dense"
+    attention_density: float | None = None
 
     @property
     def video_seconds(self) -> float:
@@ -90,7 +113,7 @@ class GenerateResult:
 
     @property
     def compute_seconds(self) -> float:
-        """Teacher sampling + VAE decode (no model loading, motion or file writing)."""
+        """Sampling (teacher or student) + VAE decode (no model loading, motion or writing)."""
         return self.phases["sampling"] + self.phases["decode"]
 
     @property
@@ -107,10 +130,15 @@ class GenerateResult:
         phases = self.phases
         done = f"wrote {self.path}" if self.path is not None else "generated"
         first = self.first_frame_seconds
+        unit = "chunk" if self.model == "student" else "window"
+        density = self.attention_density
+        attention = f", {self.attention} attention" + (
+            f" (density {density:.2f})" if density is not None else ""
+        )
         return (
             f"{done}: {count(self.frames, 'frame')} ({self.video_seconds:.2f} s) "
-            f"at {self.size}x{self.size}, {count(self.steps, 'step')} x "
-            f"{count(self.windows, 'window')}, motion from {self.motion}; "
+            f"at {self.size}x{self.size} by the {self.model}, {count(self.steps, 'step')} x "
+            f"{count(self.windows, unit)}{attention}, motion from {self.motion}; "
             f"compute {self.compute_seconds:.1f} s = {self.compute_fps:.2f} FPS (sampling "
             f"{phases['sampling']:.1f} s + VAE decode {phases['decode']:.1f} s); end to end "
             f"{self.seconds:.1f} s = {self.end_to_end_fps:.2f} FPS, "
@@ -125,17 +153,38 @@ def image_to_tensor(image: np.ndarray) -> torch.Tensor:
     return pixels_to_tensor(image)[None, :, None]
 
 
+def reference_conditions(
+    bundle: ModelBundle, reference: Reference
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference's conditions on the model's device: its latent in the frame-0 slot
+    ``[1, 4 + C, 1, h, w]`` and its pose map ``[1, 3, size, size]``."""
+    vae, device = bundle.vae, bundle.device
+    slot = reference_slot(vae.encode(image_to_tensor(reference.image))).to(device)
+    return slot, reference_pose_map(reference.keypoints, reference.size).to(device)
+
+
+def plan_options(bundle: ModelBundle, attention: str) -> PlanOptions:
+    """How the plans of ``attention`` (``global`` / ``sparse``) are built for this model."""
+    settings = bundle.settings
+    return PlanOptions(attention, settings.k, settings.block_size,
+                       tuple(bundle.model.config.patch_size), bundle.vae.space_stride)  # fmt: skip
+
+
 def window_flow_for(
-    bundle: ModelBundle, reference: Reference, keypoints: np.ndarray, guidance: float
+    bundle: ModelBundle,
+    reference: Reference,
+    keypoints: np.ndarray,
+    guidance: float,
+    plans: WindowPlans | None = None,
 ) -> WindowFlow:
     """The guided teacher on one window (``flow(x, t, start)``, :data:`.windows.WindowFlow`)
     for ``keypoints`` ``[N, 133, 3]`` (pixels of the ``reference.size`` square frame), every
-    window conditioned on the same reference; pose maps are drawn per window."""
+    window conditioned on the same reference; pose maps are drawn per window. ``plans``:
+    the windows' sparse plans (None: dense attention)."""
     size, num_frames = reference.size, len(keypoints)
-    vae, device = bundle.vae, next(bundle.teacher.parameters()).device
-    slot = reference_slot(vae.encode(image_to_tensor(reference.image))).to(device)
-    ref_pose = reference_pose_map(reference.keypoints, size).to(device)
-    flow = ConditionedFlow(bundle.teacher)
+    slot, ref_pose = reference_conditions(bundle, reference)
+    device = bundle.device
+    dense = ConditionedFlow(bundle.teacher)
     guide = Guidance(guidance, drop=CONDITION_NAMES)
 
     def window_flow(x: torch.Tensor, t: torch.Tensor, start: int) -> torch.Tensor:
@@ -145,9 +194,25 @@ def window_flow_for(
             "reference": slot,
             "ref_pose": ref_pose,
         }
+        flow = dense
+        if plans is not None:
+            flow = ConditionedFlow(functools.partial(bundle.teacher, plan=plans(start, x.shape[2])))
         return guide(flow, x, t, conditions)
 
     return window_flow
+
+
+def window_plans(
+    bundle: ModelBundle,
+    keypoints: np.ndarray,
+    size: int,
+    attention: str,
+    keep: int | None = None,
+) -> WindowPlans | None:
+    """The teacher's window plans for ``attention`` (None for dense)."""
+    if attention == "dense":
+        return None
+    return WindowPlans(keypoints, size, plan_options(bundle, attention), keep)
 
 
 @torch.no_grad()
@@ -162,14 +227,16 @@ def sample_latents(
     overlap: int,
     seed: int,
     on_window: Callable[[], None] | None = None,
+    plans: WindowPlans | None = None,
 ) -> torch.Tensor:
     """Teacher latents ``[1, C, T, h, w]`` for ``keypoints`` ``[N, 133, 3]`` (pixels of the
-    ``reference.size`` square frame), windows fused at every step (:class:`FusedWindows`)."""
-    window_flow = window_flow_for(bundle, reference, keypoints, guidance)
+    ``reference.size`` square frame), windows fused at every step (:class:`FusedWindows`);
+    ``plans``: the windows' sparse plans (:func:`window_plans`; None: dense)."""
+    window_flow = window_flow_for(bundle, reference, keypoints, guidance, plans)
     total = latent_frames(len(keypoints), partial=True)
     plan = WindowPlan(total, bundle.settings.window, overlap)
     fused = FusedWindows(window_flow, plan, progress=on_window)
-    vae, device = bundle.vae, next(bundle.teacher.parameters()).device
+    vae, device = bundle.vae, bundle.device
     side = reference.size // vae.space_stride
     generator = torch.Generator().manual_seed(seed)
     noise = torch.randn((1, vae.latent_channels, total, side, side), generator=generator)
@@ -200,8 +267,10 @@ def generate(
     model: str | Path | None = None,
     progress: bool = True,
 ) -> GenerateResult:
-    """Make ``out_path`` (mp4, H.264 + AAC) from speech and a photo with the models of
-    ``model``; the options are checked before any weights are loaded. One call of
+    """Make ``out_path`` (mp4, H.264 + AAC) from speech and a photo with the model
+    ``model`` (:func:`.bundle.model_source`: None = the bundled student if there is one,
+    else the teacher; ``"teacher"``, ``"student"``, a model folder or a trained DiT
+    folder); the options are checked before any weights are loaded. One call of
     :class:`cospeech.pipeline.generator.Generator` (see the module doc)."""
     from cospeech.pipeline.generator import Generator
 
@@ -209,8 +278,8 @@ def generate(
     check_output(out_path, ".mp4")
     if save_pose is not None:
         check_output(save_pose, ".npz")
-    options = resolve_options(options or GenerateOptions(), load_settings(model))
-    generator = Generator(load_bundle(model))
+    options = resolve_options(options or GenerateOptions(), load_settings(model=model))
+    generator = Generator(load_bundle(model=model))
     result = generator(
         audio_path, image_path, reference_pose=reference_pose, options=options,
         progress=progress, output=out_path, save_pose=save_pose,
@@ -220,20 +289,22 @@ def generate(
     return replace(result, seconds=seconds, phases=phases)
 
 
-def check_size(size: int, trained: int) -> None:
-    """InputError unless ``size`` is a frame side the teacher serves: a multiple of
+def check_size(size: int, trained: int, model: str = "teacher") -> None:
+    """InputError unless ``size`` is a frame side the model serves: a multiple of
     :data:`POSE_SIDE_MULTIPLE` up to ``trained``, the side it was trained at (larger frames
     are outside what it learned, and attention cost grows with the square of the tokens)."""
     if size % POSE_SIDE_MULTIPLE or not POSE_SIDE_MULTIPLE <= size <= trained:
         raise InputError(
-            f"--size {size}: this teacher was trained at {trained}x{trained} and serves sizes "
+            f"--size {size}: this {model} was trained at {trained}x{trained} and serves sizes "
             f"{POSE_SIDE_MULTIPLE}-{trained} in steps of {POSE_SIDE_MULTIPLE}"
         )
 
 
-def resolve_options(options: GenerateOptions, settings: SamplingSettings) -> GenerateOptions:
-    """Fill unset options from the model's sampling settings; check ranges (the errors
-    name the command's flags)."""
+def resolve_options(options: GenerateOptions, settings: ModelSettings) -> GenerateOptions:
+    """Fill unset options from the model's sampling settings (a teacher's or a student's);
+    check ranges (the errors name the command's flags)."""
+    if isinstance(settings, StudentSampling):
+        return resolve_student_options(options, settings)
     resolved = replace(
         options,
         steps=options.steps if options.steps is not None else settings.steps,
@@ -242,15 +313,43 @@ def resolve_options(options: GenerateOptions, settings: SamplingSettings) -> Gen
         overlap=options.overlap if options.overlap is not None else settings.overlap,
         fps=options.fps if options.fps is not None else settings.fps,
         size=options.size if options.size is not None else settings.size,
+        attention=check_attention(options.attention or "dense"),
     )
     check_range("--steps", resolved.steps, 1, NUM_TRAIN_TIMESTEPS)
     check_range("--guidance", resolved.guidance, 1.0)
-    check_range("--seed", resolved.seed, 0, MAX_SEED)
-    check_range("--fps", resolved.fps, *FPS_RANGE)
-    check_size(resolved.size, settings.size)
+    _check_common(resolved, settings.size, "teacher")
     if not 0 <= resolved.overlap < settings.window:
         raise InputError(f"overlap must lie in [0, {settings.window}), got {resolved.overlap}")
     return resolved
+
+
+def resolve_student_options(options: GenerateOptions, settings: StudentSampling) -> GenerateOptions:
+    """:func:`resolve_options` for a distilled student: ``steps`` = levels of its step list
+    used (default all); no guidance and no window overlap (InputError when given; they stay
+    None, so that resolving again gives the same)."""
+    if options.guidance is not None:
+        raise InputError("--guidance applies to the teacher: the distilled student runs "
+                         "without guidance (it learned the guided teacher's output)")  # fmt: skip
+    if options.overlap is not None:
+        raise InputError("overlap applies to the teacher's windows; the student runs in chunks")
+    levels = len(settings.steps)
+    resolved = replace(
+        options,
+        steps=options.steps if options.steps is not None else levels,
+        shift=options.shift if options.shift is not None else settings.shift,
+        fps=options.fps if options.fps is not None else settings.fps,
+        size=options.size if options.size is not None else settings.size,
+        attention=check_attention(options.attention or settings.attention),
+    )
+    check_range("--steps", resolved.steps, 1, levels)
+    _check_common(resolved, settings.size, "student")
+    return resolved
+
+
+def _check_common(options: GenerateOptions, trained_size: int, model: str) -> None:
+    check_range("--seed", options.seed, 0, MAX_SEED)
+    check_range("--fps", options.fps, *FPS_RANGE)
+    check_size(options.size, trained_size, model)
 
 
 def fit_length(keypoints: np.ndarray, num_frames: int) -> np.ndarray:

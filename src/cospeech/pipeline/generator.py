@@ -9,13 +9,17 @@ for chunk in gen.stream("speech.wav", "me.png"):   # frames as they are ready
     show(chunk.frames, chunk.audio)
 ```
 
-``gen(...)`` is the offline teacher of ``cospeech generate`` (windows fused at every
-denoising step, :class:`.windows.FusedWindows`): nothing is ready before the end.
-``gen.stream(...)`` samples the windows one after the other (:class:`.windows.WindowChain`)
-and yields each window's new frames, decoded by the causal VAE, with the speech that goes
-with them; memory holds one window however long the speech. In both, the speech ->
-keypoints motion runs first over the whole audio (a few seconds for minutes of speech),
-so the first frames wait for it.
+The model is the folder's distilled causal student when it has one (:mod:`.student`), else
+its many-step teacher (``model=`` picks one, :func:`.bundle.model_source`).
+
+With the teacher, ``gen(...)`` is the offline sampler of ``cospeech generate`` (windows
+fused at every denoising step, :class:`.windows.FusedWindows`): nothing is ready before the
+end. ``gen.stream(...)`` samples the windows one after the other
+(:class:`.windows.WindowChain`) and yields each window's new frames, decoded by the causal
+VAE, with the speech that goes with them; memory holds one window however long the speech.
+The student is causal: both yield its chunks one after the other, ``gen(...)`` collecting
+what ``gen.stream(...)`` hands out. In all cases the speech -> keypoints motion runs first
+over the whole audio (a few seconds for minutes of speech), so the first frames wait for it.
 """
 
 from __future__ import annotations
@@ -38,17 +42,22 @@ from cospeech.errors import InputError
 from cospeech.latent_geometry import latent_frames
 from cospeech.media.pixels import tensor_to_pixels
 from cospeech.models.vae.base import DecodeStream
-from cospeech.pipeline.bundle import ModelBundle, SamplingSettings, load_bundle, load_settings
+from cospeech.pipeline.bundle import ModelBundle, ModelSettings, load_bundle, load_settings
 from cospeech.pipeline.generate import (
     GenerateOptions,
     GenerateResult,
     decode_frames,
     fit_length,
+    plan_options,
+    reference_conditions,
     resolve_options,
     sample_latents,
     window_flow_for,
+    window_plans,
 )
+from cospeech.pipeline.plans import ChunkPlans, Density, check_attention
 from cospeech.pipeline.reference import Reference, frame_reference
+from cospeech.pipeline.student import ChunkConditions, StudentNoise, StudentSampler
 from cospeech.pipeline.windows import SequentialNoise, WindowChain, WindowPlan
 from cospeech.pose.sequence import PoseSequence
 from cospeech.progress import Progress
@@ -62,8 +71,8 @@ PoseInput = str | Path | PoseSequence | None
 """The photo's keypoints (a ``.npz`` PoseSequence of the photo's frame size, or one), or
 None to detect them with mediapipe."""
 ProgressCallback = Callable[[str, int, int], None]
-"""``progress(phase, done, total)``, phase ``"sampling"`` (window steps) or ``"decode"``
-(frames)."""
+"""``progress(phase, done, total)``, phase ``"sampling"`` (window steps, or the student's
+chunk levels) or ``"decode"`` (frames)."""
 ProgressArg = bool | ProgressCallback | None
 """True: progress bars on stderr (:mod:`cospeech.progress`); a callable: called instead;
 None or False: silent."""
@@ -115,36 +124,61 @@ class Job:
 
 
 class Generator:
-    """Teacher + VAE + settings, loaded once (see the module docstring)."""
+    """The DiT (teacher or student) + VAE + settings, loaded once (see the module
+    docstring). ``attention``: the default of :attr:`GenerateOptions.attention` (None:
+    the model's own)."""
 
     sample_rate: int = SAMPLE_RATE
 
-    def __init__(self, bundle: ModelBundle) -> None:
+    def __init__(self, bundle: ModelBundle, attention: str | None = None) -> None:
         self.bundle = bundle
+        self.attention = check_attention(attention) if attention is not None else None
 
     @classmethod
     def from_pretrained(
-        cls, folder: str | Path | None = None, *, device: torch.device | str = "cpu"
+        cls,
+        folder: str | Path | None = None,
+        *,
+        model: str | Path | None = None,
+        attention: str | None = None,
+        device: torch.device | str = "cpu",
     ) -> Generator:
-        """Load a model folder (``teacher/`` + ``vae/``; None = the bundled demo models)."""
-        return cls(load_bundle(folder, device=device))
+        """Load a model folder (``teacher/`` + ``vae/`` [+ ``student/``]; None = the bundled
+        demo models) and the model ``model`` picks (:func:`.bundle.model_source`: None = its
+        student if it has one, else its teacher; ``"teacher"``, ``"student"``, or a trained
+        DiT folder). ``attention``: ``dense``, ``global`` or ``sparse`` (None: the
+        model's own: dense for the teacher, ``sampling.json``'s for the student)."""
+        if attention is not None:
+            check_attention(attention)  # before the weights are loaded
+        return cls(load_bundle(folder, model=model, device=device), attention)
 
     @property
-    def settings(self) -> SamplingSettings:
+    def kind(self) -> str:
+        """``"teacher"`` or ``"student"``: the model that runs."""
+        return self.bundle.kind
+
+    @property
+    def settings(self) -> ModelSettings:
+        """The model's ``sampling.json``: ``SamplingSettings`` for a teacher,
+        ``StudentSampling`` for a student."""
         return self.bundle.settings
 
     @property
     def size(self) -> int:
-        """The native frame side in pixels (the teacher's training size)."""
+        """The native frame side in pixels (the model's training size)."""
         return self.settings.size
 
     @property
     def device(self) -> torch.device:
-        return next(self.bundle.teacher.parameters()).device
+        return self.bundle.device
 
     def resolve(self, options: GenerateOptions | None = None) -> GenerateOptions:
-        """``options`` with unset fields filled from :attr:`settings`, ranges checked."""
-        return resolve_options(options or GenerateOptions(), self.settings)
+        """``options`` with unset fields filled from :attr:`settings` (and ``attention``
+        from this generator's default), ranges checked."""
+        options = options or GenerateOptions()
+        if options.attention is None and self.attention is not None:
+            options = replace(options, attention=self.attention)
+        return resolve_options(options, self.settings)
 
     def prepare(
         self,
@@ -209,37 +243,56 @@ class Generator:
     def render(
         self, job: Job, *, progress: ProgressArg = None, output: str | Path | None = None
     ) -> GenerateResult:
-        """Sample (fused windows) and decode a prepared :class:`Job` (see ``__call__``)."""
-        from cospeech.media.video import VideoWriter
-
+        """Sample and decode a prepared :class:`Job` (see ``__call__``): the teacher's
+        fused windows, or the student's chunks. ``job.options`` must be resolved
+        (:meth:`resolve`) for this generator's model."""
+        if self.kind == "student":
+            return self._render_student(job, progress, output)
         options, phases = job.options, {"prepare": job.prepare_seconds}
         plan = WindowPlan(latent_frames(job.frames, partial=True), self.settings.window,
                           options.overlap)  # fmt: skip
+        plans = window_plans(self.bundle, job.keypoints, options.size, options.attention)
         tick = time.perf_counter()
         with _phase(progress, "generate", "sampling", options.steps * len(plan.starts),
                     "window step") as update:  # fmt: skip
             latents = sample_latents(
                 self.bundle, job.reference, job.keypoints, steps=options.steps,
                 guidance=options.guidance, shift=options.shift, overlap=options.overlap,
-                seed=options.seed, on_window=lambda: update(1),
+                seed=options.seed, on_window=lambda: update(1), plans=plans,
             )  # fmt: skip
         phases["sampling"] = time.perf_counter() - tick
         frames = decode_frames(self.bundle.vae, latents, job.frames)
-        video = None
-        if output is None:
-            kept: list[np.ndarray] = []
-            phases["decode"] = _decode_into(frames, kept.append, job.frames, progress)
-            video = np.stack(kept)
-        else:
-            audio = job.audio
-            with VideoWriter(output, options.fps, audio=audio, sample_rate=SAMPLE_RATE) as writer:
-                phases["decode"] = _decode_into(frames, writer.add, job.frames, progress)
+        with _video_sink(output, job) as (sink, kept):
+            phases["decode"] = _decode_into(frames, sink, job.frames, progress)
         seconds = time.perf_counter() - job.started
         phases["write"] = seconds - sum(phases.values())
         return GenerateResult(
             Path(output) if output is not None else None, job.frames, options.fps, options.size,
             options.steps, len(plan.starts), job.motion, seconds, job.keypoints, phases,
-            video=video,
+            video=np.stack(kept) if output is None else None, model="teacher",
+            attention=options.attention,
+            attention_density=plans.density.mean if plans is not None else None,
+        )  # fmt: skip
+
+    def _render_student(
+        self, job: Job, progress: ProgressArg, output: str | Path | None
+    ) -> GenerateResult:
+        """The student offline: its stream's chunks collected (the very computation
+        :meth:`stream` runs, so the frames are the streamed ones bit for bit)."""
+        stream = FrameStream(self.bundle, job, None, progress)
+        with _video_sink(output, job) as (sink, kept), contextlib.closing(stream):
+            for chunk in stream:
+                for frame in chunk.frames:
+                    sink(frame)
+        seconds = time.perf_counter() - job.started
+        phases = {key: stream.phases[key] for key in ("prepare", "sampling", "decode")}
+        phases["write"] = seconds - sum(phases.values())
+        options = job.options
+        return GenerateResult(
+            Path(output) if output is not None else None, job.frames, options.fps, options.size,
+            options.steps, stream.windows, job.motion, seconds, job.keypoints, phases,
+            video=np.stack(kept) if output is None else None, model="student",
+            attention=options.attention, attention_density=stream.attention_density,
         )  # fmt: skip
 
     def stream(
@@ -267,13 +320,17 @@ class _Cancelled(Exception):
 
 
 class FrameStream:
-    """An iterator of :class:`Chunk` s (one per window of :class:`WindowChain`).
+    """An iterator of :class:`Chunk` s: one per window of :class:`WindowChain` (teacher),
+    or per chunk of the :class:`~.student.StudentSampler` (student).
 
     Attributes while it runs: ``total`` frames, ``fps``, ``size``, ``audio`` (the whole
-    speech, as muxed), ``keypoints`` ``[total, 133, 3]``, ``motion``, ``windows``,
-    ``first_chunk_seconds`` (wall time from the ``stream`` call to the first chunk, None
-    before it), ``phases`` (seconds: ``prepare``, ``sampling``, ``decode``),
-    ``peak_latent_frames`` (the most latent frames held at once by the sampler),
+    speech, as muxed), ``keypoints`` ``[total, 133, 3]``, ``motion``, ``model``
+    (``teacher`` / ``student``), ``windows`` (the teacher's windows or the student's
+    chunks), ``first_chunk_seconds`` (wall time from the request (``job.started``) to the
+    first chunk decoded, None before it), ``phases`` (seconds: ``prepare``, ``sampling``,
+    ``decode``), ``peak_latent_frames`` (the most latent frames held at once by the
+    sampler: window state and shared frames, or KV cache and chunk state),
+    ``attention_density`` (mean token density of the sparse plans so far; None for dense),
     ``cancelled``. :meth:`close` (or leaving the iteration) frees the window state.
     """
 
@@ -287,9 +344,16 @@ class FrameStream:
         self.bundle, self.job, self.cancel, self.progress = bundle, job, cancel, progress
         self.total, self.fps, self.size = job.frames, job.options.fps, job.options.size
         self.audio, self.keypoints, self.motion = job.audio, job.keypoints, job.motion
-        total_latents = latent_frames(job.frames, partial=True)
-        self.plan = WindowPlan(total_latents, bundle.settings.window, job.options.overlap)
-        self.windows = len(self.plan.starts)
+        self.model = bundle.kind
+        self.total_latents = latent_frames(job.frames, partial=True)
+        self.plan: WindowPlan | None = None
+        if self.model == "teacher":
+            self.plan = WindowPlan(self.total_latents, bundle.settings.window,
+                                   job.options.overlap)  # fmt: skip
+            self.windows = len(self.plan.starts)
+        else:
+            self.windows = -(-self.total_latents // bundle.settings.chunk_frames)
+        self._density: Density | None = None
         self.first_chunk_seconds: float | None = None
         self.phases = {"prepare": job.prepare_seconds, "sampling": 0.0, "decode": 0.0}
         self.peak_latent_frames = 0
@@ -306,6 +370,10 @@ class FrameStream:
         """Stop early and free the window state (also done when iteration ends)."""
         self._chunks.close()
 
+    @property
+    def attention_density(self) -> float | None:
+        return self._density.mean if self._density is not None else None
+
     def _check_cancel(self) -> None:
         if self.cancel is not None and self.cancel.is_set():
             raise _Cancelled
@@ -316,34 +384,62 @@ class FrameStream:
         last = len(self.audio) if stop == self.total else round(stop / self.fps * SAMPLE_RATE)
         return self.audio[first:last]
 
-    @torch.no_grad()
-    def _run(self) -> Iterator[Chunk]:
-        options, vae = self.job.options, self.bundle.vae
-        device = next(self.bundle.teacher.parameters()).device
-        window_flow = window_flow_for(self.bundle, self.job.reference, self.job.keypoints,
-                                      options.guidance)  # fmt: skip
+    def _teacher_latents(self) -> Iterator[tuple[torch.Tensor, int]]:
+        """Each window's new latent frames and the latent frames held while it ran."""
+        options, vae, device = self.job.options, self.bundle.vae, self.bundle.device
+        plans = window_plans(self.bundle, self.keypoints, self.size, options.attention, keep=1)
+        self._density = plans.density if plans is not None else None
+        window_flow = window_flow_for(self.bundle, self.job.reference, self.keypoints,
+                                      options.guidance, plans)  # fmt: skip
         side = self.size // vae.space_stride
         draw = SequentialNoise((1, vae.latent_channels, side, side), options.seed)
+        assert self.plan is not None
         chain = WindowChain(
             window_flow, self.plan, lambda start, stop: draw(start, stop).to(device),
             sampling_sigmas(options.steps, options.shift), on_step=self._on_step,
         )  # fmt: skip
-        decoder, emitted = vae.decode_stream(), 0
-        windows = iter(chain)
-        with _phase(self.progress, "generate", "sampling", options.steps * self.windows,
-                    "window step") as self._update:  # fmt: skip
+        for window in chain:
+            yield window.latents, window.held
+
+    def _student_latents(self) -> Iterator[tuple[torch.Tensor, int]]:
+        """Each chunk's latent frames and the latent frames held while it ran."""
+        options, vae, bundle = self.job.options, self.bundle.vae, self.bundle
+        slot, ref_pose = reference_conditions(bundle, self.job.reference)
+        plans = None
+        if options.attention != "dense":
+            plans = ChunkPlans(self.keypoints, self.size, plan_options(bundle, options.attention),
+                               bundle.device)  # fmt: skip
+            self._density = plans.density
+        side = self.size // vae.space_stride
+        sampler = StudentSampler(
+            bundle.model, bundle.settings, ChunkConditions(self.keypoints, self.size, slot,
+            ref_pose), self.total_latents, levels=options.steps, shift=options.shift,
+            noise=StudentNoise((1, vae.latent_channels, side, side), options.seed), plans=plans,
+            on_level=lambda: self._on_step(0, 0),
+        )  # fmt: skip
+        for chunk in sampler:
+            yield chunk.latents, chunk.held
+
+    @torch.no_grad()
+    def _run(self) -> Iterator[Chunk]:
+        student = self.model == "student"
+        pieces = self._student_latents() if student else self._teacher_latents()
+        decoder, emitted = self.bundle.vae.decode_stream(), 0
+        unit = "chunk step" if student else "window step"
+        with _phase(self.progress, "generate", "sampling", self.job.options.steps * self.windows,
+                    unit) as self._update:  # fmt: skip
             while emitted < self.total:
                 tick = time.perf_counter()
                 try:
                     self._check_cancel()
-                    window = next(windows)
+                    latents, held = next(pieces)
                 except _Cancelled:
                     self.cancelled = True
                     return
-                self.peak_latent_frames = max(self.peak_latent_frames, window.held)
+                self.peak_latent_frames = max(self.peak_latent_frames, held)
                 decoded = time.perf_counter()
                 self.phases["sampling"] += decoded - tick
-                frames = _decode_latents(decoder, window.latents)[: self.total - emitted]
+                frames = _decode_latents(decoder, latents)[: self.total - emitted]
                 self.phases["decode"] += time.perf_counter() - decoded
                 chunk = Chunk(
                     frames, self._audio_between(emitted, emitted + len(frames)), emitted,
@@ -442,6 +538,23 @@ def _phase(
         yield bar.update
 
 
+@contextlib.contextmanager
+def _video_sink(
+    output: str | Path | None, job: Job
+) -> Iterator[tuple[Callable[[np.ndarray], None], list[np.ndarray]]]:
+    """``(sink, kept)``: frames go into an mp4 at ``output`` with the job's speech (H.264 +
+    AAC, atomic), or into the list ``kept`` when ``output`` is None."""
+    from cospeech.media.video import VideoWriter
+
+    kept: list[np.ndarray] = []
+    if output is None:
+        yield kept.append, kept
+        return
+    options = job.options
+    with VideoWriter(output, options.fps, audio=job.audio, sample_rate=SAMPLE_RATE) as writer:
+        yield writer.add, kept
+
+
 def _decode_into(
     frames: Iterator[np.ndarray], sink: Callable[[np.ndarray], None], total: int,
     progress: ProgressArg,
@@ -473,7 +586,8 @@ def generate_stream(
     (:class:`cospeech.media.fragmented.FragmentedMp4Writer`) at ``out``, or on standard
     output when ``out`` is ``"-"`` (then ``result.path`` is None). The file grows while the
     video is made (playable as it grows) and is removed if the run fails. The result's
-    ``first_frame_seconds`` counts from this call (models loaded in it)."""
+    ``first_frame_seconds`` counts from this call (models loaded in it). ``model``: as
+    :func:`.generate.generate`'s."""
     from cospeech.media.fragmented import FragmentedMp4Writer
 
     started = time.perf_counter()
@@ -482,8 +596,8 @@ def generate_stream(
         check_output(out, ".mp4")
     if save_pose is not None:
         check_output(save_pose, ".npz")
-    options = resolve_options(options or GenerateOptions(), load_settings(model))
-    generator = Generator(load_bundle(model))
+    options = resolve_options(options or GenerateOptions(), load_settings(model=model))
+    generator = Generator(load_bundle(model=model))
     stream = generator.stream(
         audio_path, image_path, reference_pose=reference_pose, options=options, progress=progress
     )
@@ -509,7 +623,8 @@ def generate_stream(
     return GenerateResult(
         None if to_stdout else Path(out), stream.total, stream.fps, stream.size, options.steps,
         stream.windows, stream.motion, seconds, stream.keypoints, phases,
-        first_frame_seconds=first,
+        first_frame_seconds=first, model=stream.model, attention=options.attention,
+        attention_density=stream.attention_density,
     )  # fmt: skip
 
 

@@ -66,6 +66,20 @@ def lr_factor(optim: OptimConfig, total_steps: int, step: int) -> float:
     return warmup * (optim.min_lr_ratio + (1.0 - optim.min_lr_ratio) * cosine)
 
 
+def take_learning_rate(trained: Optimised, total_steps: int) -> None:
+    """After a resume, the learning rate of this command's ``optim.lr`` (a run continued
+    with another ``train.optim.lr``, e.g. raised when it learns too slowly) at the schedule's
+    current step; nothing changes when the checkpoint was trained at that rate."""
+    scheduler, lr = trained.scheduler, trained.optim.lr
+    if all(base == lr for base in scheduler.base_lrs):
+        return
+    scheduler.base_lrs = [lr for _ in scheduler.base_lrs]
+    factor = lr_factor(trained.optim, total_steps, scheduler.last_epoch)
+    for group in trained.optimizer.param_groups:
+        group["lr"] = group["initial_lr"] = lr * factor
+    scheduler._last_lr = [group["lr"] for group in trained.optimizer.param_groups]
+
+
 @dataclass
 class Optimised:
     """A trained module with its optimizer and LR schedule (``module``: what the loss
@@ -183,6 +197,8 @@ class Trainer:
         except (RuntimeError, ValueError, KeyError) as exc:
             raise CheckpointError(self._mismatch(checkpoints[-1], exc)) from None
         self.step = state.step
+        for trained in self.trained.values():
+            take_learning_rate(trained, self.config.steps)
 
     def _settings(self) -> dict[str, Any]:
         """This run's settings as flat ``section.key`` values (what the run folder keeps)."""

@@ -65,10 +65,16 @@ from cospeech.diffusion import (
 )
 from cospeech.errors import InputError, check_range
 from cospeech.jsonfile import write_json
-from cospeech.latent_geometry import TIME_STRIDE
 from cospeech.media.pixels import tensor_to_pixels
 from cospeech.models import KVCache
-from cospeech.models.i2v import CONDITION_NAMES, ConditionedFlow, reference_slot
+from cospeech.models.i2v import (
+    CONDITION_NAMES,
+    STUDENT_KIND,
+    ConditionedFlow,
+    StudentSampling,
+    chunk_conditions,
+    reference_slot,
+)
 from cospeech.train.config import OptimConfig, TrainConfig, check_positive
 from cospeech.train.distributed import unwrap_model
 from cospeech.train.lora import without_lora
@@ -139,32 +145,6 @@ class Config(teacher.Config):
     lpips: str = ""
     lpips_backbone: str = ""
     lpips_net: str = "alex"
-
-
-@dataclass
-class StudentSampling:
-    """``sampling.json`` of a student folder: how the pipeline runs it.
-
-    ``kind``: ``causal-student``; ``steps`` / ``shift``: the step list and its warp
-    (:func:`cospeech.diffusion.step_list_sigmas`, sampled by
-    :func:`cospeech.diffusion.sample_few_step`, no guidance); ``chunk_frames``: latent
-    frames per chunk; ``cache_sink`` / ``cache_window``: KV-cache chunks (window 0 = all);
-    ``attention``, ``k``, ``block_size``: the causal sparse plan of the pose (``dense``:
-    none); ``window``: latent frames per training window; ``size``, ``fps``: frames.
-    """
-
-    kind: str
-    steps: list[float]
-    shift: float
-    chunk_frames: int
-    cache_sink: int
-    cache_window: int
-    attention: str
-    k: int
-    block_size: int
-    window: int
-    size: int
-    fps: float = 25.0
 
 
 def default_train_config() -> TrainConfig:
@@ -257,20 +237,6 @@ def exit_step(step: int, num_steps: int) -> int:
     the same for every sample and process."""
     generator = torch.Generator().manual_seed(EXIT_SALT + step)
     return int(torch.randint(num_steps, (1,), generator=generator))
-
-
-def chunk_conditions(conditions: dict[str, Tensor], start: int, stop: int) -> dict[str, Tensor]:
-    """The window's conditions for latent frames ``start .. stop - 1``: the pose maps of the
-    video frames they cover (``1 + 4(n-1)`` from frame 0, ``4n`` later), the reference slot
-    on the first chunk only (zeros later: no reference mask on later frames)."""
-    first = max(0, TIME_STRIDE * start - (TIME_STRIDE - 1))
-    last = TIME_STRIDE * (stop - 1) + 1
-    reference = conditions["reference"]
-    return {
-        "pose": conditions["pose"][:, :, first:last],
-        "reference": reference if start == 0 else torch.zeros_like(reference),
-        "ref_pose": conditions["ref_pose"],
-    }
 
 
 class DistillStage:
@@ -496,7 +462,7 @@ class DistillStage:
     def sampling(self) -> StudentSampling:
         cfg = self.config
         return StudentSampling(
-            kind="causal-student", steps=[float(s) for s in cfg.steps], shift=cfg.step_shift,
+            kind=STUDENT_KIND, steps=[float(s) for s in cfg.steps], shift=cfg.step_shift,
             chunk_frames=cfg.chunk_frames, cache_sink=cfg.cache_sink,
             cache_window=cfg.cache_window, attention=cfg.attention, k=cfg.k,
             block_size=cfg.block_size, window=self.data.window_latents, size=cfg.size,

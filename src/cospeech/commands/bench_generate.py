@@ -1,0 +1,182 @@
+"""``cospeech bench generate`` (models side by side: load, compute, end to end, first
+chunk) and ``cospeech bench stream`` (a long stream: drift and memory)."""
+
+from __future__ import annotations
+
+import argparse
+
+DEMO_AUDIO, DEMO_IMAGE, DEMO_POSE = (
+    "examples/speech.wav", "examples/reference.png", "examples/reference_pose.npz",
+)  # fmt: skip
+MAX_MINUTES = 30.0  # the audio loader's cap (AudioConfig.max_duration_s)
+
+
+def _threads(value: int | None) -> None:
+    """Set torch's CPU threads (``--threads``, 1 to the CPU count) when given."""
+    import os
+
+    import torch
+
+    from cospeech.errors import check_range
+
+    if value is not None:
+        check_range("--threads", value, 1, os.cpu_count() or 1)
+        torch.set_num_threads(value)
+
+
+def _inputs(args: argparse.Namespace):
+    """The checked input files; the demo photo comes with its own keypoints (`make demo`)."""
+    from pathlib import Path
+
+    from cospeech.pipeline.bench import BenchInputs
+
+    pose = args.reference_pose
+    if pose is None and args.image == DEMO_IMAGE:
+        pose = DEMO_POSE
+    inputs = BenchInputs(Path(args.audio), Path(args.image), Path(pose) if pose else None)
+    inputs.check()
+    return inputs
+
+
+def _spec(args: argparse.Namespace, model: str):
+    from pathlib import Path
+
+    from cospeech.pipeline.bench import ModelSpec
+
+    return ModelSpec(model, Path(args.model_folder) if args.model_folder else None)
+
+
+def _options(args: argparse.Namespace):
+    from cospeech.pipeline.generate import GenerateOptions
+
+    return GenerateOptions(size=args.size, attention=args.attention)
+
+
+def _run_generate(args: argparse.Namespace) -> int:
+    from cospeech.atomic import check_output
+    from cospeech.errors import InputError, check_range
+    from cospeech.jsonfile import write_json
+    from cospeech.pipeline.bench import benchmark_generate
+    from cospeech.progress import Progress
+
+    check_range("--repeats", args.repeats, 1)
+    if args.json:
+        check_output(args.json, ".json", name="--json")
+    names = [name.strip() for name in args.models.split(",")]
+    if not all(names) or len(set(names)) != len(names):
+        raise InputError(f"--models {args.models!r}: expected distinct names, e.g. teacher,student")
+    inputs = _inputs(args)
+    _threads(args.threads)
+    specs = [_spec(args, name) for name in names]
+    with Progress("bench generate", len(specs) * args.repeats, "run", leave=False) as bar:
+
+        def progress(message: str) -> None:  # called as each model's repeat starts
+            if bar.postfix:
+                bar.update(1)
+            bar.set_postfix(message)
+
+        bench = benchmark_generate(
+            specs, inputs, _options(args), repeats=args.repeats, run_cli=not args.no_cli,
+            cli_threads=args.threads, progress=progress,
+        )  # fmt: skip
+        bar.update(1)
+    print(f"input: {inputs.audio}, {inputs.image}")
+    print(bench.format())
+    if args.json:
+        write_json(args.json, bench.as_dict())
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _run_stream(args: argparse.Namespace) -> int:
+    from cospeech.atomic import check_output
+    from cospeech.audio.load import SAMPLE_RATE
+    from cospeech.errors import InputError
+    from cospeech.eval.stream_drift import long_speech, stream_drift
+    from cospeech.jsonfile import write_json
+    from cospeech.pipeline.generator import load_speech
+    from cospeech.progress import Progress
+
+    if not 0 < args.minutes <= MAX_MINUTES:
+        raise InputError(f"--minutes must be in (0, {MAX_MINUTES:g}], got {args.minutes:g}")
+    if not 0 < args.span_s <= 30 * args.minutes:
+        raise InputError(
+            f"--span-s must be in (0, {30 * args.minutes:g}] (half of --minutes), "
+            f"got {args.span_s:g}"
+        )
+    if args.json:
+        check_output(args.json, ".json", name="--json")
+    inputs = _inputs(args)
+    _threads(args.threads)
+    spec = _spec(args, args.model)
+    spec.check(_options(args))
+    speech = long_speech(load_speech(inputs.audio)[0], 60 * args.minutes, SAMPLE_RATE)
+    generator = spec.load()
+    total = round(60 * args.minutes * generator.resolve(_options(args)).fps)
+    with Progress("bench stream", total, "frame") as bar:
+        report = stream_drift(
+            generator, speech, str(inputs.image), reference_pose=inputs.reference_pose,
+            options=_options(args), span_s=args.span_s, on_frames=bar.update,
+        )  # fmt: skip
+    import torch
+
+    print(f"model: {args.model}; torch threads: {torch.get_num_threads()}")
+    print(report.format())
+    if args.json:
+        write_json(args.json, {"model": args.model, "threads": torch.get_num_threads(),
+                               "minutes": args.minutes, **report.as_dict()})  # fmt: skip
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    from cospeech.pipeline.plans import ATTENTIONS
+
+    parser.add_argument("--audio", default=DEMO_AUDIO, help="speech file")
+    parser.add_argument("--image", default=DEMO_IMAGE, help="reference photo")
+    parser.add_argument(
+        "--reference-pose",
+        help="keypoints of the photo (.npz) (default: the demo's with the demo photo, else "
+        "detected with mediapipe)",
+    )  # fmt: skip
+    parser.add_argument("--model-folder", help="model folder (default: the shipped demo models)")
+    parser.add_argument(
+        "--size", type=int, help="frame side in pixels, the same for every model (default: "
+        "each model's own)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--attention", choices=ATTENTIONS,
+        help="attention of every model (default: each model's own: dense for the teacher, "
+        "its sampling.json's for the student)",
+    )  # fmt: skip
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--json", help="also write the figures as JSON")
+
+
+def register(tree) -> None:
+    p = tree.subcommand(
+        "bench", "generate",
+        "teacher vs student side by side: load, compute FPS, end to end, first chunk",
+        _run_generate, group_help="speed benchmarks",
+    )  # fmt: skip
+    p.add_argument(
+        "--models", default="teacher,student",
+        help="comma-separated models (teacher, student or folders); the first is the "
+        "baseline of the speedup",
+    )  # fmt: skip
+    p.add_argument("--repeats", type=int, default=3, help="runs per model; medians reported")
+    p.add_argument(
+        "--no-cli", action="store_true",
+        help="skip the end-to-end `cospeech generate` in a fresh process",
+    )  # fmt: skip
+    _common(p)
+    s = tree.subcommand(
+        "bench", "stream", "a long speech streamed: drift (first vs last minute) and memory",
+        _run_stream, group_help="speed benchmarks",
+    )  # fmt: skip
+    s.add_argument("--minutes", type=float, default=10.0, help="minutes of speech streamed")
+    s.add_argument("--model", default="student", help="teacher, student or a folder")
+    s.add_argument(
+        "--span-s", type=float, default=60.0, help="seconds of the first and last span compared"
+    )
+    _common(s)

@@ -1,0 +1,342 @@
+"""``cospeech bench generate``: the speed of whole generations, model against model.
+
+Every model of the list runs on the same speech, photo and frame size, in one process,
+interleaved repeat by repeat (so the machine's load hits them alike). Per repeat and model:
+
+- **offline**: ``Generator.from_pretrained`` (timed: *load*) then the offline call writing an
+  mp4 into a temporary folder; its phases give *compute* = sampling + VAE decode (no model
+  loading, motion, or file writing), *prepare* (inputs, reference, motion model) and
+  *write* (H.264 + AAC), and *offline* = load + the call, end to end.
+- **first chunk**: a fresh ``from_pretrained`` then ``stream()`` until its first
+  :class:`~cospeech.pipeline.generator.Chunk`: seconds from the ``stream`` call
+  (``FrameStream.first_chunk_seconds``, the motion model included) and from the start of
+  loading. The rest of the stream is not generated.
+- **cli**: ``cospeech generate`` in a fresh Python process (imports, loading, motion,
+  compute and writing: what a user waits for), optional; not run for a model its
+  ``--model`` flag cannot name (the teacher of a ``folder`` that also holds a student).
+
+Each figure is the median over the repeats; the derived ones come from those medians:
+``compute_fps = frames / compute_s``, ``compute_per_video_s = compute_s / video_s`` and,
+against the first model of the list (the baseline, normally the teacher), ``speedup =
+baseline compute_per_video_s / compute_per_video_s`` (None when the frame sizes differ).
+
+Also the resident memory of this process (:func:`rss_bytes`), used by the long-stream run.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from cospeech.errors import CospeechError, InputError, check_range
+from cospeech.pipeline.bundle import MODEL_KINDS, load_settings, model_source
+from cospeech.pipeline.generate import GenerateOptions, GenerateResult, resolve_options
+from cospeech.pipeline.generator import Generator
+
+FIRST_FIELDS = ("first_chunk_s", "first_chunk_with_load_s")
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process now, in bytes (Linux ``/proc/self/statm``)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError) as exc:
+        raise CospeechError(
+            f"cannot read this process's memory (/proc/self/statm): {exc}"
+        ) from None
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass(frozen=True)
+class BenchInputs:
+    """The speech, the photo and its keypoints (None: detected), as ``generate`` takes them."""
+
+    audio: Path
+    image: Path
+    reference_pose: Path | None = None
+
+    def check(self) -> None:
+        """InputError naming the flag of a file that does not exist."""
+        given = {"--audio": self.audio, "--image": self.image,
+                 "--reference-pose": self.reference_pose}  # fmt: skip
+        for flag, path in given.items():
+            if path is not None and not Path(path).is_file():
+                raise InputError(f"{flag} {path}: no such file")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model to time: ``model`` as ``Generator.from_pretrained(folder, model=...)``
+    takes it (``"teacher"``, ``"student"`` or a folder) and the model ``folder`` (None:
+    the bundled models)."""
+
+    model: str
+    folder: Path | None = None
+
+    def load(self) -> Generator:
+        return Generator.from_pretrained(self.folder, model=self.model)
+
+    def check(self, options: GenerateOptions) -> None:
+        """InputError when the model is missing or ``options`` do not suit it (before any
+        weights are loaded)."""
+        resolve_options(options, load_settings(self.folder, self.model))
+
+    def cli_flags(self) -> list[str] | None:
+        """``--model X`` of ``cospeech generate`` loading the same DiT and VAE, or None
+        when its one flag cannot name them (the teacher of a folder that has a student)."""
+        if self.folder is None:
+            return ["--model", self.model]
+        wanted = model_source(self.folder, self.model)
+        candidate = str(self.folder) if self.model in MODEL_KINDS else self.model
+        return ["--model", candidate] if model_source(None, candidate) == wanted else None
+
+
+@dataclass(frozen=True)
+class Repeat:
+    """Seconds measured in one repeat for one model (``cli_s`` None when not run)."""
+
+    load_s: float
+    prepare_s: float
+    sampling_s: float
+    decode_s: float
+    write_s: float
+    offline_s: float
+    first_chunk_s: float
+    first_chunk_with_load_s: float
+    cli_s: float | None = None
+
+    @property
+    def compute_s(self) -> float:
+        return self.sampling_s + self.decode_s
+
+
+@dataclass(frozen=True)
+class ModelSpeed:
+    """Median speed of one model over its repeats (see the module docstring)."""
+
+    model: str
+    kind: str
+    attention: str
+    frames: int
+    fps: float
+    size: int
+    steps: int
+    repeats: list[Repeat] = field(repr=False)
+
+    def median(self, name: str) -> float | None:
+        """Median of one :class:`Repeat` field or of ``compute_s`` (None if never measured)."""
+        values = [getattr(r, name) for r in self.repeats if getattr(r, name) is not None]
+        return statistics.median(values) if values else None
+
+    @property
+    def video_s(self) -> float:
+        return self.frames / self.fps
+
+    @property
+    def compute_s(self) -> float:
+        return statistics.median(r.compute_s for r in self.repeats)
+
+    @property
+    def compute_fps(self) -> float:
+        return self.frames / self.compute_s
+
+    @property
+    def compute_per_video_s(self) -> float:
+        """Seconds of compute per generated second of video."""
+        return self.compute_s / self.video_s
+
+    def as_dict(self) -> dict:
+        names = ("load_s", "prepare_s", "sampling_s", "decode_s", "write_s", "offline_s",
+                 *FIRST_FIELDS, "cli_s")  # fmt: skip
+        return {
+            "model": self.model, "kind": self.kind, "attention": self.attention,
+            "frames": self.frames, "fps": self.fps, "size": self.size,
+            "steps": self.steps, "video_s": self.video_s, "compute_s": self.compute_s,
+            "compute_fps": self.compute_fps, "compute_per_video_s": self.compute_per_video_s,
+            **{name: self.median(name) for name in names},
+            "repeats": [asdict(r) for r in self.repeats],
+        }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class GenerateBench:
+    """Rows of :func:`benchmark_generate`, the first one the baseline."""
+
+    rows: list[ModelSpeed]
+    threads: int
+
+    def speedup(self, row: ModelSpeed) -> float | None:
+        """Baseline compute per generated second over ``row``'s (None: other frame size)."""
+        base = self.rows[0]
+        if row.size != base.size:
+            return None
+        return base.compute_per_video_s / row.compute_per_video_s
+
+    def as_dict(self) -> dict:
+        rows = [{**row.as_dict(), "speedup": self.speedup(row)} for row in self.rows]
+        return {"threads": self.threads, "baseline": self.rows[0].model, "models": rows}
+
+    def format(self) -> str:
+        """The side-by-side table."""
+        header = ["", *(row.model for row in self.rows)]
+        lines = [
+            ("frames", lambda r: f"{r.frames} ({r.video_s:.2f} s) at {r.size}x{r.size}"),
+            ("runs", lambda r: f"{r.kind}, {r.steps} steps, {r.attention} attention"),
+            ("load", lambda r: _seconds(r.median("load_s"))),
+            ("compute (sampling + decode)",
+             lambda r: f"{_seconds(r.compute_s)} = {r.compute_fps:.2f} FPS"),
+            ("compute s per generated s", lambda r: f"{r.compute_per_video_s:.3f}"),
+            (f"speedup vs {self.rows[0].model}", lambda r: _ratio(self.speedup(r))),
+            ("offline, loading included", lambda r: _seconds(r.median("offline_s"))),
+            ("  of which prepare / write", lambda r: f"{_seconds(r.median('prepare_s'))} / "
+                                                     f"{_seconds(r.median('write_s'))}"),
+            ("cospeech generate (fresh process)", lambda r: _seconds(r.median("cli_s"))),
+            ("first chunk from stream()", lambda r: _seconds(r.median("first_chunk_s"))),
+            ("first chunk from loading",
+             lambda r: _seconds(r.median("first_chunk_with_load_s"))),
+        ]  # fmt: skip
+        table = [header] + [[name, *(cell(row) for row in self.rows)] for name, cell in lines]
+        widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+        text = [" | ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+                for line in table]  # fmt: skip
+        text.insert(1, "-+-".join("-" * w for w in widths))
+        repeats = len(self.rows[0].repeats)
+        return "\n".join([f"torch threads: {self.threads}; medians of {repeats} repeat(s)", *text])
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} s"
+
+
+def _ratio(value: float | None) -> str:
+    return "- (other size)" if value is None else f"{value:.2f}x"
+
+
+def time_offline(
+    spec: ModelSpec, inputs: BenchInputs, options: GenerateOptions, output: Path
+) -> tuple[float, GenerateResult, float]:
+    """``(load seconds, the call's result, seconds of load + call)``: the offline call
+    writing ``output`` (mp4)."""
+    started = time.perf_counter()
+    generator = spec.load()
+    loaded = time.perf_counter()
+    result = generator(inputs.audio, inputs.image, reference_pose=inputs.reference_pose,
+                       options=options, output=output)  # fmt: skip
+    return loaded - started, result, time.perf_counter() - started
+
+
+def time_first_chunk(
+    spec: ModelSpec, inputs: BenchInputs, options: GenerateOptions
+) -> tuple[float, float]:
+    """``(seconds from the stream() call, seconds from loading)`` to the first chunk."""
+    started = time.perf_counter()
+    generator = spec.load()
+    stream = generator.stream(inputs.audio, inputs.image, reference_pose=inputs.reference_pose,
+                              options=options)  # fmt: skip
+    try:
+        chunk = next(stream)
+        with_load = time.perf_counter() - started
+    finally:
+        stream.close()
+    return chunk.seconds, with_load
+
+
+def cli_command(
+    spec: ModelSpec, inputs: BenchInputs, options: GenerateOptions, output: Path
+) -> list[str] | None:
+    """``cospeech generate`` (through this Python) for the same run, writing ``output``
+    (None when its flags cannot select the model, :meth:`ModelSpec.cli_flags`)."""
+    flags = spec.cli_flags()
+    if flags is None:
+        return None
+    command = [sys.executable, "-m", "cospeech.cli", "--progress", "off", "generate",
+               "--audio", str(inputs.audio), "--image", str(inputs.image), "-o", str(output),
+               *flags]  # fmt: skip
+    if inputs.reference_pose is not None:
+        command += ["--reference-pose", str(inputs.reference_pose)]
+    for flag, value in (("--size", options.size), ("--attention", options.attention)):
+        if value is not None:
+            command += [flag, str(value)]
+    return command
+
+
+def time_cli(command: list[str], threads: int | None) -> float:
+    """Wall seconds of ``command`` (``OMP_NUM_THREADS=threads`` when given);
+    CospeechError with its last line of stderr when it fails."""
+    env = dict(os.environ)
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
+    started = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise CospeechError(f"cospeech generate failed (exit {done.returncode}): {last}")
+    return seconds
+
+
+def time_repeat(
+    spec: ModelSpec,
+    inputs: BenchInputs,
+    options: GenerateOptions,
+    folder: Path,
+    cli_threads: int | None,
+    run_cli: bool,
+) -> tuple[Repeat, GenerateResult]:
+    """One repeat of one model (see the module docstring); mp4s go to ``folder``."""
+    load_s, result, offline_s = time_offline(spec, inputs, options, folder / "offline.mp4")
+    first_s, first_with_load_s = time_first_chunk(spec, inputs, options)
+    command = cli_command(spec, inputs, options, folder / "cli.mp4") if run_cli else None
+    cli_s = time_cli(command, cli_threads) if command is not None else None
+    phases = result.phases
+    repeat = Repeat(load_s, phases["prepare"], phases["sampling"], phases["decode"],
+                    phases["write"], offline_s, first_s, first_with_load_s, cli_s)  # fmt: skip
+    return repeat, result
+
+
+def _speed(model: str, result: GenerateResult, repeats: list[Repeat]) -> ModelSpeed:
+    return ModelSpeed(model, result.model, result.attention, result.frames, result.fps,
+                      result.size, result.steps, repeats)  # fmt: skip
+
+
+def benchmark_generate(
+    specs: list[ModelSpec],
+    inputs: BenchInputs,
+    options: GenerateOptions | None = None,
+    repeats: int = 1,
+    run_cli: bool = True,
+    cli_threads: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> GenerateBench:
+    """Time each model of ``specs`` ``repeats`` times, interleaved (see the module
+    docstring); ``progress(message)`` is called as each timed run starts."""
+    if not specs:
+        raise InputError("--models: name at least one model")
+    check_range("--repeats", repeats, 1)
+    inputs.check()
+    options = options or GenerateOptions()
+    for spec in specs:
+        spec.check(options)
+    say = progress or (lambda _message: None)
+    measured: dict[int, list[Repeat]] = {i: [] for i in range(len(specs))}
+    results: dict[int, GenerateResult] = {}
+    with tempfile.TemporaryDirectory(prefix="cospeech-bench-") as tmp:
+        for number in range(repeats):
+            for index, spec in enumerate(specs):
+                say(f"{spec.model}, repeat {number + 1}/{repeats}")
+                folder = Path(tmp) / f"{index}-{number}"
+                folder.mkdir()
+                repeat, results[index] = time_repeat(spec, inputs, options, folder,
+                                                     cli_threads, run_cli)  # fmt: skip
+                measured[index].append(repeat)
+    rows = [_speed(spec.model, results[i], measured[i]) for i, spec in enumerate(specs)]
+    return GenerateBench(rows, torch.get_num_threads())

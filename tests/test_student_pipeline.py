@@ -328,6 +328,8 @@ def test_render_and_stream_give_the_same_frames(gen, speech, reference):
     stream = gen.stream(speech, IMAGE, reference_pose=POSE, options=options)
     streamed = np.concatenate([chunk.frames for chunk in stream])
     assert result.model == "student" and stream.model == "student"
+    # Exact: offline collects the very chunks the stream yields (the same calls in the same
+    # order in one process), and the frames are uint8.
     assert result.video.shape == (30, SIZE, SIZE, 3) and np.array_equal(result.video, streamed)
     assert result.windows == stream.windows == 5  # 9 latent frames in chunks of 2
     assert result.steps == 3 and "by the student, 3 steps x 5 chunks" in result.summary()
@@ -358,6 +360,8 @@ def test_attention_ablations_student_and_teacher(bundle_dir, gen, reference):
             assert result.attention == attention
         assert densities["dense"] is None
         assert 0 < densities["sparse"] < densities["global"] <= 1, densities
+        # uint8 frames of two different masks: they must differ somewhere (an inequality,
+        # which no rounding on another CPU can make equal for masks this different)
         assert not np.array_equal(videos["global"], videos["sparse"])
 
 

@@ -210,14 +210,15 @@ def test_bench_generate_on_tiny_models(tiny, tmp_path, capsys):
     argv = ["bench", "generate", "--models", "teacher", "--repeats", "2", "--json", str(out)]
     assert main([*argv, *_inputs(tiny)]) == 0
     printed = capsys.readouterr().out
-    assert "torch threads: 1" in printed and "compute (sampling + decode)" in printed
+    assert "torch threads: 1" in printed and "compute (sampling + decode + photo)" in printed
     data = json.loads(out.read_text())
     assert data["threads"] == 1 and data["baseline"] == "teacher"
     (row,) = data["models"]
-    assert row["frames"] == 25 and row["fps"] == 25 and row["size"] == 64
+    assert row["frames"] == 25 and row["fps"] == 25 and row["size"] == 128  # the photo layer
     runs = row["repeats"]
     assert len(runs) == 2
-    computes = [r["sampling_s"] + r["decode_s"] for r in runs]
+    assert all(r["photo_s"] > 0 for r in runs)
+    computes = [r["sampling_s"] + r["decode_s"] + r["photo_s"] for r in runs]
     assert row["compute_s"] == pytest.approx(statistics.median(computes), rel=1e-12)
     assert row["compute_fps"] == pytest.approx(row["frames"] / row["compute_s"], rel=1e-12)
     assert row["compute_per_video_s"] == pytest.approx(row["compute_s"] / row["video_s"])
@@ -226,7 +227,8 @@ def test_bench_generate_on_tiny_models(tiny, tmp_path, capsys):
         assert row[name] == pytest.approx(statistics.median(r[name] for r in runs), rel=1e-12)
     for run in runs:
         assert 0 < run["load_s"] < run["offline_s"]
-        phases = run["prepare_s"] + run["sampling_s"] + run["decode_s"] + run["write_s"]
+        phases = run["prepare_s"] + run["sampling_s"] + run["decode_s"] + run["photo_s"]
+        phases += run["write_s"]
         # the call's phases add up to its time; only a few statements lie between timers
         assert run["offline_s"] == pytest.approx(run["load_s"] + phases, abs=0.5)
         assert 0 < run["first_chunk_s"] < run["first_chunk_with_load_s"]

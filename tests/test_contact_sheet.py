@@ -13,15 +13,16 @@ from cospeech.data.synth.colours import MOUTH_INTERIOR_RGB
 from cospeech.eval.contact_sheet import (
     CHART_HEIGHT,
     MOUTH_RGB,
-    ZOOM,
     contact_sheet,
     detector_upsample,
     mouth_track,
+    zoom_for,
 )
 from cospeech.eval.video.faces import FaceAnalyzer, FaceConfig
-from cospeech.eval.video.sync import estimate_sync, loudness_envelope, mouth_opening
+from cospeech.eval.video.sync import estimate_sync, loudness_envelope
 from cospeech.media.video import read_video
 from cospeech.pose import schema
+from cospeech.pose.face68 import mouth_opening
 
 SAMPLE_RATE = 16000
 MARGIN = 8  # the chart's top and bottom margin, pixels
@@ -60,9 +61,11 @@ def test_sheet_has_frames_mouths_and_chart_and_the_mouth_band_is_centred_on_the_
     keypoints[:, schema.RIGHT_WRIST] = (24.0, 30.0, 1.0)
     audio = np.zeros(16000, np.float32)
     sheet = contact_sheet(frames, keypoints, audio, 16000, 25.0, columns, analyzer)
-    cell = size * ZOOM
-    assert sheet.shape == (size * ZOOM + cell + CHART_HEIGHT, cell * columns, 3)
-    mouths = sheet[size * ZOOM : size * ZOOM + cell]
+    zoom = zoom_for(size)
+    assert zoom == 8 and zoom_for(128) == 2 and zoom_for(256) == zoom_for(300) == 1
+    cell = size * zoom
+    assert sheet.shape == (size * zoom + cell + CHART_HEIGHT, cell * columns, 3)
+    mouths = sheet[size * zoom : size * zoom + cell]
     centre = mouths[cell // 2, 2 * cell + cell // 2]  # column 2 shows frame 2
     np.testing.assert_array_equal(centre, MOUTH_INTERIOR_RGB)
     assert not (mouths[:, :cell] == MOUTH_INTERIOR_RGB).all(axis=-1).any()  # frame 0: closed

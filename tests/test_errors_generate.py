@@ -141,7 +141,8 @@ def test_a_model_trained_larger_serves_larger_sizes_with_plural_wording(f, tmp_p
     argv[argv.index("--model") + 1] = str(_models_trained_at(96, f, tmp_path))
     assert main([*argv, "--size", "80", "--steps", "1", "--rule-motion"]) == 0
     summary = capsys.readouterr().out
-    assert "8 frames" in summary and "at 80x80" in summary, summary
+    assert "8 frames" in summary, summary
+    assert "at 160x160 (photo layer over the model's 80x80)" in summary, summary
     assert "1 step x 1 window," in summary, summary
     assert "compute" in summary and "end to end" in summary, summary
 
@@ -173,7 +174,7 @@ def test_run_phases_add_up_to_the_end_to_end_time(f, tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "generate", spy)
     assert main([*_fill(GENERATE, f, tmp_path), "--rule-motion"]) == 0
     (result,) = seen
-    assert set(result.phases) == {"prepare", "sampling", "decode", "write"}
+    assert set(result.phases) == {"prepare", "sampling", "decode", "photo", "write"}
     assert all(value >= 0 for value in result.phases.values()), result.phases
     assert math.isclose(sum(result.phases.values()), result.seconds, rel_tol=1e-9)
     assert result.compute_fps > result.end_to_end_fps  # loading and writing left out

@@ -19,13 +19,12 @@ from cospeech.eval.bench import (
     TABLE2,
     BenchOptions,
     bench,
-    head_motion,
     parse_rows,
 )
 from cospeech.eval.teacher import TeacherEvalOptions, evaluate_teacher
-from cospeech.eval.video.sync import LEFT_EYE, RIGHT_EYE
 from cospeech.jsonfile import dumps
 from cospeech.pipeline.bundle import SamplingSettings, load_bundle
+from cospeech.pose.face68 import LEFT_EYE, NOSE_TIP, RIGHT_EYE, head_motion, head_turn
 from pipeline_fixture import (
     CORPUS_SIZE,
     clip_with_split,
@@ -107,8 +106,9 @@ def test_every_row_ran_but_the_missing_student(run):
     _, report, _, _ = run
     rows = rows_by_key(report)
     assert list(rows) == list(ROW_KEYS)
-    assert rows["student"]["note"] is not None and "student" in rows["student"]["note"]
-    for key in ("teacher", "teacher-global", "teacher-sparse"):
+    for student in ("student", "student-photo"):
+        assert rows[student]["note"] is not None and "student" in rows[student]["note"]
+    for key in ("teacher", "teacher-global", "teacher-sparse", "teacher-photo"):
         row = rows[key]
         assert row["note"] is None
         (clip,) = row["clips"]
@@ -119,6 +119,9 @@ def test_every_row_ran_but_the_missing_student(run):
         assert 0 <= photo["face_rate"] <= 1
         # end to end holds the compute and more (loading, motion, writing)
         assert photo["seconds"] > photo["compute_seconds"] > 0
+    # The photo layer's videos are twice the model's side; the model's own are its side.
+    model_side = rows["teacher"]["photos"][0]["size"]
+    assert rows["teacher-photo"]["photos"][0]["size"] == 2 * model_side
 
 
 def test_density_is_none_for_dense_and_below_one_for_the_masks(run):
@@ -185,6 +188,19 @@ def test_head_motion_of_a_known_sway():
     landmarks[10] = np.nan
     assert head_motion(landmarks) == pytest.approx(a * steps.std() / d, rel=1e-12)
     assert np.isnan(head_motion(landmarks[9:]))  # one frame with a face: no spread
+
+
+def test_head_turn_sees_the_nose_move_against_the_eyes_not_a_shift():
+    """A whole-face shift moves nothing relative to the eyes (turn 0); the nose tip moving
+    by ``b * t`` sideways while the eyes stay gives ``b * std(t) / d``."""
+    steps, a, b, d = np.arange(10.0), 2.0, 0.5, 40.0
+    landmarks = np.zeros((10, 68, 2))
+    landmarks[:, RIGHT_EYE] = np.stack([100 + a * steps, np.full(10, 50.0)], axis=1)[:, None]
+    landmarks[:, LEFT_EYE] = landmarks[:, RIGHT_EYE] + [d, 0.0]
+    landmarks[:, NOSE_TIP] = landmarks[:, RIGHT_EYE].mean(axis=1) + [d / 2, 20.0]
+    assert head_turn(landmarks) == pytest.approx(0.0, abs=1e-12)
+    landmarks[:, NOSE_TIP, 0] += b * steps
+    assert head_turn(landmarks) == pytest.approx(b * steps.std() / d, rel=1e-12)
 
 
 def test_eval_bench_has_help(capsys):

@@ -31,17 +31,16 @@ from cospeech.eval.video.faces import FaceAnalyzer, FaceConfig, identity_scores
 from cospeech.eval.video.hands import HandConfig, hand_scores
 from cospeech.eval.video.image_quality import flicker, laplacian_variance, luma
 from cospeech.eval.video.report import MEASURE_KEYS, MEASURES, json_ready, load_reference
-from cospeech.eval.video.sync import (
+from cospeech.eval.video.sync import estimate_sync, loudness_envelope
+from cospeech.media.video import read_video, write_video
+from cospeech.pose import schema
+from cospeech.pose.face68 import (
     INNER_LIP_BOTTOM,
     INNER_LIP_TOP,
     LEFT_EYE,
     RIGHT_EYE,
-    estimate_sync,
-    loudness_envelope,
     mouth_opening,
 )
-from cospeech.media.video import read_video, write_video
-from cospeech.pose import schema
 from media_fixture import carphone
 
 SAMPLE_RATE = 16000

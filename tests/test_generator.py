@@ -11,6 +11,7 @@ import struct
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -65,16 +66,19 @@ def test_top_level_api_and_model_facts(gen):
 
 def test_call_is_the_offline_pipeline(gen, speech):
     """``gen(...)`` repeats the steps of the offline pipeline, composed here by hand from its
-    building blocks (load, frame, motion, fused-window sampling, decode): the same
-    computation with the same seeds, so the frames are bit-identical."""
+    building blocks (load, frame, motion, fused-window sampling, decode, the photo layer at
+    twice the model's size): the same computation with the same seeds, so the frames are
+    bit-identical."""
     from cospeech.pipeline.generate import decode_frames, fit_length, sample_latents
+    from cospeech.pipeline.photo_layer import photo_layer_for
     from cospeech.pipeline.reference import frame_reference
     from cospeech.pipeline.speech_motion import speech_motion
     from cospeech.pose.extract import read_image
 
     result = gen(speech, IMAGE, reference_pose=POSE, options=FAST)
-    assert result.path is None and result.video.shape == (30, 64, 64, 3)
-    assert result.frames == 30 and result.windows == 4 and result.steps == 2
+    assert result.path is None and result.video.shape == (30, 128, 128, 3)
+    assert result.frames == 30 and result.windows == 4 and result.steps == 2 == result.steps
+    assert result.size == 128
 
     options = gen.resolve(FAST)
     audio = load_audio(speech)
@@ -86,9 +90,19 @@ def test_call_is_the_offline_pipeline(gen, speech):
         gen.bundle, reference, keypoints, steps=2, guidance=1.0, shift=options.shift,
         overlap=options.overlap, seed=0,
     )  # fmt: skip
-    expected = np.stack(list(decode_frames(gen.bundle.vae, latents, 30)))
+    model_frames = list(decode_frames(gen.bundle.vae, latents, 30))
+    photo = frame_reference(read_image(IMAGE), PoseSequence.load(POSE), 128)
+    layer = photo_layer_for(gen.bundle, photo, 64)
+    composed = [layer.compose(f, k) for f, k in zip(model_frames, keypoints, strict=True)]
+    expected = np.stack(composed)
     np.testing.assert_array_equal(result.video, expected)
-    np.testing.assert_array_equal(result.keypoints, keypoints)
+    output_keypoints = keypoints.copy()
+    output_keypoints[..., :2] *= 2  # pixels of the 128x128 output frames
+    np.testing.assert_array_equal(result.keypoints, output_keypoints)
+
+    frames_only = gen(speech, IMAGE, reference_pose=POSE, options=replace(FAST, photo_layer=False))
+    np.testing.assert_array_equal(frames_only.video, np.stack(model_frames))
+    np.testing.assert_array_equal(frames_only.keypoints, keypoints)
 
 
 def test_call_writes_an_mp4_with_the_speech(gen, speech, tmp_path):
@@ -96,7 +110,7 @@ def test_call_writes_an_mp4_with_the_speech(gen, speech, tmp_path):
     result = gen(speech, IMAGE, reference_pose=POSE, options=FAST, output=out, save_pose=pose_file)
     info = probe(out)
     assert result.path == out and result.video is None
-    assert (info.frames, info.width, info.video_codec, info.audio_codec) == (30, 64, "h264", "aac")
+    assert (info.frames, info.width, info.video_codec, info.audio_codec) == (30, 128, "h264", "aac")
     assert abs(info.audio_duration - 1.2) <= 1 / FPS
     assert len(PoseSequence.load(pose_file)) == 30
     assert "wrote" in result.summary() and "first frames" not in result.summary()
@@ -125,7 +139,7 @@ def test_progress_callback_sees_every_window_step_and_frame(gen, speech):
 
 def test_stream_yields_every_frame_once_in_order_with_its_speech(gen, speech):
     stream = _stream(gen, speech)
-    assert (stream.total, stream.fps, stream.size) == (30, 25.0, 64)
+    assert (stream.total, stream.fps, stream.size) == (30, 25.0, 128)
     chunks = list(stream)
     assert all(isinstance(c, Chunk) for c in chunks)
     # windows of 3 latent frames sharing 1: 9 frames, then 8 per window; the 33 frames of
@@ -133,7 +147,7 @@ def test_stream_yields_every_frame_once_in_order_with_its_speech(gen, speech):
     assert [len(c.frames) for c in chunks] == [9, 8, 8, 5]
     assert [c.start for c in chunks] == [0, 9, 17, 25] and chunks[-1].last
     assert all(c.total == 30 and c.fps == 25.0 for c in chunks)
-    assert all(c.frames.dtype == np.uint8 and c.frames.shape[1:] == (64, 64, 3) for c in chunks)
+    assert all(c.frames.dtype == np.uint8 and c.frames.shape[1:] == (128, 128, 3) for c in chunks)
     # the audio of frames [a, b) is samples round(a / 25 * 16000) .. round(b / 25 * 16000)
     assert [len(c.audio) for c in chunks[:-1]] == [5760, 5120, 5120]
     np.testing.assert_array_equal(np.concatenate([c.audio for c in chunks]), load_audio(speech))
@@ -152,7 +166,7 @@ def test_stream_is_deterministic_and_its_first_window_is_the_offline_one(gen, sp
     offline = gen(one_frame, IMAGE, reference_pose=POSE, options=FAST).video
     first = [c.frames for c in _stream(gen, one_frame)]
     again = [c.frames for c in _stream(gen, one_frame)]
-    assert len(first) == 1 and first[0].shape == (1, 64, 64, 3)
+    assert len(first) == 1 and first[0].shape == (1, 128, 128, 3)
     np.testing.assert_array_equal(first[0], again[0])
     assert np.abs(first[0].astype(int) - offline.astype(int)).max() <= 1
 

@@ -41,12 +41,12 @@ def test_generate_writes_h264_aac_as_long_as_the_speech(setup, tmp_path, capsys)
     assert _generate(setup, setup["speech"], out, "--save-pose", str(pose_file)) == 0
     info = probe(out)
     assert (info.video_codec, info.audio_codec) == ("h264", "aac")
-    assert (info.width, info.height) == (64, 64)
+    assert (info.width, info.height) == (128, 128)  # the photo layer: 2x the model's 64
     # 1 s of speech at 25 fps: 25 frames (7 latent frames -> 3 windows of 3, overlap 1)
     assert info.frames == FPS and abs(info.video_duration - 1.0) <= 1 / FPS
     assert abs(info.audio_duration - 1.0) <= 1 / FPS
     pose = PoseSequence.load(pose_file)
-    assert len(pose) == FPS and (pose.width, pose.height) == (64, 64)
+    assert len(pose) == FPS and (pose.width, pose.height) == (128, 128)
     summary = capsys.readouterr().out
     assert "25 frames" in summary and "FPS" in summary and "3 windows" in summary
 
@@ -96,6 +96,24 @@ def test_no_person_in_the_image(setup, tmp_path, capsys):
     code = main(["generate", "--audio", str(setup["speech"]), "--image", str(blank), "-o",
                  str(out), "--model", str(setup["models"]), "--rule-motion"])  # fmt: skip
     _expect_error(capsys, code, out, "no person found")
+
+
+def test_two_people_and_a_huge_photo_are_one_line_and_no_output(setup, tmp_path, capsys):
+    """``generate`` finds the person as ``cospeech.pose.person`` does: two people are
+    refused, and a 20000x20000 photo is refused from its header, before it is decoded."""
+    from PIL import Image
+    from skimage import data as skimage_data
+
+    photo = skimage_data.astronaut()
+    two = tmp_path / "two.png"
+    Image.fromarray(np.concatenate([photo, photo[:, ::-1]], axis=1)).save(two)
+    huge = tmp_path / "huge.png"
+    Image.new("RGB", (20000, 20000), (128, 128, 128)).save(huge)  # ~1 MB on disk
+    for image, message in ((two, "found 2 people"), (huge, "40-megapixel limit")):
+        out = tmp_path / f"{image.stem}.mp4"
+        code = main(["generate", "--audio", str(setup["speech"]), "--image", str(image), "-o",
+                     str(out), "--model", str(setup["models"]), "--rule-motion"])  # fmt: skip
+        _expect_error(capsys, code, out, message)
 
 
 def test_output_that_cannot_be_written(setup, tmp_path, capsys):

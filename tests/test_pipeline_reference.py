@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cospeech.errors import InputError
-from cospeech.pipeline.reference import Framing, frame_reference
+from cospeech.pipeline.reference import Framing, describe_framing, frame_reference
 from cospeech.pose import schema
 from cospeech.pose.sequence import PoseSequence
 
@@ -61,3 +61,19 @@ def test_no_shoulders_is_a_clear_error():
     keypoints[schema.LEFT_SHOULDER, 2] = 0.0
     with pytest.raises(InputError, match="no person found"):
         frame_reference(image, PoseSequence(keypoints[None], 1.0, 100, 100), 64)
+
+
+def test_framing_is_described_in_one_line():
+    """640x480, shoulders 200 px apart at (300, 260): the square is 200 / 0.41 = 487.8 px at
+    (300 - 0.5 x 487.8, 260 - 0.45 x 487.8) = (56.1, 40.5); it reaches 527.5 px down, so
+    47.5 of its 487.8 rows (9.7 %) lie below the photo."""
+    keypoints = _photo_with_person(640, 480, ((400, 260), (200, 260)), (300, 150))[1]
+    pose = PoseSequence(keypoints[None], 1.0, 640, 480)
+    line = describe_framing(640, 480, pose)
+    assert line == (
+        "640x480 photo: one person, shoulders 200 px apart; framed 488 px square at (56, 40), "
+        "10 % of it outside the photo (its border repeated)"
+    )
+    keypoints = _photo_with_person(1000, 1000, ((600, 500), (400, 500)), (500, 400))[1]
+    inside = describe_framing(1000, 1000, PoseSequence(keypoints[None], 1.0, 1000, 1000))
+    assert inside.endswith("framed 488 px square at (256, 280), inside the photo")

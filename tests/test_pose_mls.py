@@ -287,3 +287,30 @@ def test_bad_warp_inputs_are_one_line_errors():
     no_torso = {"face": WARP_REGIONS["face"]}
     with pytest.raises(InputError, match="needs a region named torso"):
         warp_map(kp, kp, SIZE, SIZE, no_torso, WarpConfig(background="torso"))
+
+
+def _closed_mouth(kp: np.ndarray) -> np.ndarray:
+    """The inner lips squeezed onto their horizontal midline (a closed mouth)."""
+    closed = kp.copy()
+    lips = list(s.FACE_INNER_LIPS)
+    closed[lips, 1] = kp[lips, 1].mean()
+    return closed
+
+
+def test_an_opened_mouth_is_invalid_inside_the_inner_lips_only():
+    open_mouth = upright_keypoints(SIZE, SIZE).astype(np.float64)
+    closed = _closed_mouth(open_mouth)
+    img = _painted(closed)
+    opening = _hull_mask(open_mouth[list(s.FACE_INNER_LIPS), :2])
+    assert opening.sum() > 20  # the fixture's mouth is open by several pixels
+    out = warp_reference(img, closed, open_mouth)
+    # The rest of the face (the opening dilated by the polygon's rasterisation left out)
+    # stays valid (its rim may uncover a little background: the older rule), and the
+    # opening itself, whose source lies on the closed lips' line, is not.
+    ring = cv2.dilate(opening.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    face = _hull_mask(open_mouth[list(s.FACE), :2], erode=4)
+    assert out.valid[face & ~ring].all()
+    core = cv2.erode(opening.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    assert core.any() and not out.valid[core].any()
+    # The same open mouth in the photo: its interior is shown, nothing is invalid.
+    assert warp_reference(_painted(open_mouth), open_mouth, open_mouth).valid.all()

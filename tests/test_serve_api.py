@@ -383,7 +383,8 @@ def test_failures_are_one_line_without_traceback(generator, photo, speech, monke
     with served(generator) as (client, _pool, _):
         job_id = client.post("/api/jobs", files=files(flat, speech)).json()["id"]
         status = wait_status(client, job_id, {"done", "failed"})
-        assert status == {**status, "status": "failed", "error": "image: no person found"}
+        error = "image: no person found (no face visible); use a photo of one person"
+        assert status == {**status, "status": "failed", "error": error}
         assert "cospeech-serve-" not in status["error"]
         _data, code = read_stream(client, job_id)
         assert code == CLOSE_FAILED

@@ -86,7 +86,8 @@ def test_the_page_plays_the_video_while_it_is_generated(tmp_path):
             video = page.eval_on_selector(
                 "#live", "v => [v.videoWidth, v.videoHeight, v.readyState, v.error]"
             )
-            assert video[:2] == [128, 128] and video[2] >= 2 and video[3] is None
+            # the photo layer's output: twice the 128x128 model frames
+            assert video[:2] == [256, 256] and video[2] >= 2 and video[3] is None
         finally:
             browser.close()
         deadline = time.monotonic() + 60  # the page is gone: its job is cancelled

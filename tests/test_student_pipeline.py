@@ -330,7 +330,8 @@ def test_render_and_stream_give_the_same_frames(gen, speech, reference):
     assert result.model == "student" and stream.model == "student"
     # Exact: offline collects the very chunks the stream yields (the same calls in the same
     # order in one process), and the frames are uint8.
-    assert result.video.shape == (30, SIZE, SIZE, 3) and np.array_equal(result.video, streamed)
+    side = 2 * SIZE  # the photo layer's default output
+    assert result.video.shape == (30, side, side, 3) and np.array_equal(result.video, streamed)
     assert result.windows == stream.windows == 5  # 9 latent frames in chunks of 2
     assert result.steps == 3 and "by the student, 3 steps x 5 chunks" in result.summary()
     assert stream.first_chunk_seconds is not None and stream.peak_latent_frames <= 4 + 6

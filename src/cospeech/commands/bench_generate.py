@@ -49,7 +49,12 @@ def _spec(args: argparse.Namespace, model: str):
 def _options(args: argparse.Namespace):
     from cospeech.pipeline.generate import GenerateOptions
 
-    return GenerateOptions(size=args.size, attention=args.attention)
+    return GenerateOptions(
+        size=args.size,
+        attention=args.attention,
+        photo_layer=not args.no_photo_layer,
+        output_size=args.output_size,
+    )
 
 
 def _run_generate(args: argparse.Namespace) -> int:
@@ -143,6 +148,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--size", type=int, help="frame side in pixels, the same for every model (default: "
         "each model's own)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--output-size", type=int,
+        help="output frame side with the photo layer (default: 2x the model's, as generate)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--no-photo-layer", action="store_true",
+        help="time the models' own frames, without the photo layer (default: with it)",
     )  # fmt: skip
     parser.add_argument(
         "--attention", choices=ATTENTIONS,

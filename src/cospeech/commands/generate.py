@@ -27,6 +27,7 @@ def _run(args: argparse.Namespace) -> int:
     options = GenerateOptions(
         steps=args.steps, guidance=args.guidance, seed=args.seed, fps=args.fps, size=args.size,
         learned_motion=not args.rule_motion, attention=args.attention,
+        photo_layer=not args.no_photo_layer, output_size=args.output_size,
     )  # fmt: skip
     run = generate_stream if args.stream else generate
     result = run(
@@ -40,7 +41,8 @@ def _run(args: argparse.Namespace) -> int:
         from cospeech.eval.contact_sheet import write_contact_sheet
 
         sheet = args.contact_sheet
-        write_contact_sheet(result.path, result.keypoints, args.audio, result.fps, sheet)
+        notes = (result.photo_note,) if result.photo_note else ()
+        write_contact_sheet(result.path, result.keypoints, args.audio, result.fps, sheet, notes)
         print(f"wrote {args.contact_sheet}")
     return 0
 
@@ -53,6 +55,7 @@ def register(tree) -> None:
     from cospeech.motion.generate import FPS_RANGE, MAX_SEED
     from cospeech.pipeline.bundle import SamplingSettings
     from cospeech.pipeline.generate import POSE_SIDE_MULTIPLE
+    from cospeech.pipeline.photo_layer import MAX_OUTPUT_SIZE, PHOTO_SCALE
     from cospeech.pipeline.plans import ATTENTIONS
     from cospeech.shipped import ASSETS, TEACHER_DIR
 
@@ -84,8 +87,20 @@ def register(tree) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--size", type=int,
-        help=f"frame side in pixels, a multiple of {POSE_SIDE_MULTIPLE} up to the size the "
-        f"model was trained at (default: that size; demo {demo.size})",
+        help=f"the model's frame side in pixels, a multiple of {POSE_SIDE_MULTIPLE} up to the "
+        f"size it was trained at (default: that size; demo {demo.size})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--output-size", type=int,
+        help=f"output frame side, a multiple of {POSE_SIDE_MULTIPLE} from --size to "
+        f"{MAX_OUTPUT_SIZE}: the photo, warped to each pose, at that size, the model painting "
+        f"what the photo cannot show (default: {PHOTO_SCALE} x --size; demo "
+        f"{PHOTO_SCALE * demo.size})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--no-photo-layer", action="store_true",
+        help="output the model's own frames at --size instead of the warped photo (default: "
+        "the photo layer on)",
     )  # fmt: skip
     parser.add_argument(
         "--save-pose", help="also write the driving keypoints (.npz) (default: not written)"

@@ -1,4 +1,5 @@
-"""``cospeech motion``: speech + a reference (photo or pose) -> whole-body keypoints."""
+"""``cospeech motion``: speech + a reference (photo or pose) -> whole-body keypoints;
+``cospeech motion-calibrate``: fit the head-motion gains of a motion model on a split."""
 
 from __future__ import annotations
 
@@ -29,7 +30,9 @@ def _options(args: argparse.Namespace):
     if args.chunk_frames is not None and not args.streaming:
         raise InputError("--chunk-frames is used with --streaming only (offline runs in windows)")
     chunk = {} if args.chunk_frames is None else {"chunk_frames": args.chunk_frames}
-    return MotionOptions(fps=args.fps, seed=args.seed, threads=args.threads, **chunk)
+    return MotionOptions(
+        fps=args.fps, seed=args.seed, threads=args.threads, head_gain=args.head_gain, **chunk
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -60,8 +63,25 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _calibrate(args: argparse.Namespace) -> int:
+    from cospeech.errors import check_range
+    from cospeech.motion.checkpoint import CONFIG_NAME, SHIPPED_MODEL, save_head_calibration
+    from cospeech.motion.head_fit import calibrate, summary
+
+    check_range("--clips", args.clips, 0)
+    result = calibrate(args.model, args.data, args.split, args.clips, fit=not args.measure_only,
+                       progress=True)  # fmt: skip
+    print(summary(result))
+    if not args.measure_only:
+        save_head_calibration(args.model, result.gains)
+        folder = args.model or SHIPPED_MODEL
+        print(f"head_gain written to {folder}/{CONFIG_NAME}")
+    return 0
+
+
 def register(tree) -> None:
     from cospeech.motion.generate import DEFAULT_FPS, FPS_RANGE, MAX_SEED, MotionOptions
+    from cospeech.motion.head_calibration import MAX_GAIN
 
     chunk, window = MotionOptions.chunk_frames, MotionOptions.window_frames
     p = tree.command(
@@ -96,4 +116,26 @@ def register(tree) -> None:
     p.add_argument(
         "--threads", type=int, default=1,
         help="torch threads, 1 to the CPU count (default: %(default)s, the fastest)",
+    )  # fmt: skip
+    p.add_argument(
+        "--head-gain", type=float,
+        help=f"one gain, 0-{MAX_GAIN:g}, on the head's rigid motion in place of the model's "
+        "calibrated gains, 1: the model's raw head motion (default: the calibrated gains)",
+    )  # fmt: skip
+
+    c = tree.command(
+        "motion-calibrate",
+        "fit a motion model's head-motion gains on a dataset split (writes its config.json)",
+        _calibrate,
+    )
+    c.add_argument("--data", required=True, help="dataset folder (manifest.jsonl)")
+    c.add_argument(
+        "--split", choices=("train", "val", "test"), default="val",
+        help="clips to fit on (default: %(default)s; keep test for measuring)",
+    )  # fmt: skip
+    c.add_argument("--clips", type=int, default=0, help="first N clips of the split (0 = all)")
+    c.add_argument("--model", help="motion model folder (default: the shipped model)")
+    c.add_argument(
+        "--measure-only", action="store_true",
+        help="measure the model's stored gains on the split; fit and write nothing",
     )  # fmt: skip

@@ -59,11 +59,12 @@ from cospeech.eval.video.report import (
     identity_report,
     sync_report,
 )
-from cospeech.eval.video.sync import LEFT_EYE, RIGHT_EYE
 from cospeech.jsonfile import write_json
 from cospeech.pipeline.bundle import load_settings
 from cospeech.pipeline.generate import GenerateOptions, GenerateResult
 from cospeech.pipeline.generator import Generator, Job, load_reference
+from cospeech.pipeline.photo_layer import PhotoLayer
+from cospeech.pose.face68 import head_motion, head_turn
 from cospeech.progress import Progress
 
 DEFAULT_AUDIO = Path("examples/speech.wav")
@@ -88,12 +89,16 @@ NOT_COMPUTED = (
 class BenchRow:
     """One row: ``model`` (``teacher`` or ``student``) and ``attention`` (``dense``,
     ``global``, ``sparse``; None: the model's own) as :meth:`Generator.from_pretrained`
-    takes them; ``label`` as the tables print it."""
+    takes them; ``photo_layer``: the output frames are the warped photo with the model
+    painting what it cannot show (:mod:`cospeech.pipeline.photo_layer`, as ``generate``
+    does by default), else the model's own frames (the paper's ablation rows); ``label``
+    as the tables print it."""
 
     key: str
     label: str
     model: str
     attention: str | None
+    photo_layer: bool = False
 
 
 ROWS = (
@@ -101,6 +106,8 @@ ROWS = (
     BenchRow("teacher-global", "+ global mask", "teacher", "global"),
     BenchRow("teacher-sparse", "+ global and local", "teacher", "sparse"),
     BenchRow("student", "DMD student", "student", None),
+    BenchRow("teacher-photo", "dense teacher + photo layer", "teacher", "dense", True),
+    BenchRow("student-photo", "DMD student + photo layer", "student", None, True),
 )
 ROW_KEYS = tuple(row.key for row in ROWS)
 
@@ -183,10 +190,12 @@ class PhotoScore:
 
     photo: str
     frames: int
+    size: int
     face_rate: float
     identity_same_rate: float
     mouth_speech_corr: float
     head_motion: float
+    head_turn: float
     compute_seconds: float
     seconds: float
 
@@ -297,14 +306,22 @@ def load_generator(folder: Path | None, row: BenchRow) -> Generator:
     return Generator.from_pretrained(folder, model=row.model, attention=row.attention)
 
 
-def render_window(generator: Generator, window: ClipWindow, seed: int) -> GenerateResult:
+def render_window(
+    generator: Generator, window: ClipWindow, seed: int, photo_layer: bool = True
+) -> GenerateResult:
     """The window's frames rendered from its ground-truth keypoints and reference (the
-    model's own sampling settings), kept in memory."""
-    options = generator.resolve(GenerateOptions(seed=seed))
+    model's own sampling settings), kept in memory, at the model's size (the ground
+    truth's): with ``photo_layer``, the reference warped to each pose at that size with
+    the model painting what it cannot show."""
+    size = window.reference.size
+    options = generator.resolve(
+        GenerateOptions(seed=seed, size=size, photo_layer=photo_layer, output_size=size)
+    )
     job = Job(
         options=options, audio=np.zeros(0, np.float32),  # nothing is written: no speech
         frames=len(window.truth), reference=window.reference, keypoints=window.keypoints,
         motion="ground truth", started=time.perf_counter(), prepare_seconds=0.0,
+        photo=PhotoLayer(window.reference, size) if photo_layer else None,
     )  # fmt: skip
     return generator.render(job)
 
@@ -332,20 +349,6 @@ def score_window(result: GenerateResult, window: ClipWindow) -> SyntheticScore:
     )  # fmt: skip
 
 
-def head_motion(landmarks: np.ndarray) -> float:
-    """Head motion of dlib landmarks ``[F, 68, 2]`` (NaN rows: no face): the spread of the
-    eye centre (midpoint of the two eye centres) over the frames with a face, ``sqrt(var_x
-    + var_y)``, over the mean inter-ocular distance; NaN with fewer than 2 such frames."""
-    right = landmarks[:, RIGHT_EYE].mean(axis=1)
-    left = landmarks[:, LEFT_EYE].mean(axis=1)
-    found = np.isfinite(right).all(axis=1) & np.isfinite(left).all(axis=1)
-    if found.sum() < 2:
-        return float("nan")
-    right, left = right[found], left[found]
-    spread = np.sqrt(((right + left) / 2).var(axis=0).sum())
-    return float(spread / np.linalg.norm(right - left, axis=1).mean())
-
-
 def bench_photo(
     folder: Path | None,
     row: BenchRow,
@@ -359,19 +362,21 @@ def bench_photo(
     measured as ``cospeech eval video`` measures."""
     started = time.perf_counter()
     generator = load_generator(folder, row)
-    result = generator(options.audio, photo.image, options=GenerateOptions(seed=options.seed),
-                       output=out)  # fmt: skip
+    generate_options = GenerateOptions(seed=options.seed, photo_layer=row.photo_layer)
+    result = generator(options.audio, photo.image, options=generate_options, output=out)
     seconds = time.perf_counter() - started
     records = analyse_frames(out, inputs.analyzer, FACE_MEASURES, result.frames)
     faces = sum(face is not None for face in records.faces)
+    landmarks = records.landmarks()
     identity = identity_report(records, descriptor, photo.name, FACE_MEASURES.faces)
     sync = sync_report(records, inputs.speech, str(options.audio), result.fps,
                        FACE_MEASURES.max_offset)  # fmt: skip
     return PhotoScore(
-        photo=photo.name, frames=result.frames, face_rate=faces / len(records.faces),
+        photo=photo.name, frames=result.frames, size=result.size,
+        face_rate=faces / len(records.faces),
         identity_same_rate=identity["identity_same_rate"],
-        mouth_speech_corr=sync["mouth_speech_corr"], head_motion=head_motion(records.landmarks()),
-        compute_seconds=result.compute_seconds, seconds=seconds,
+        mouth_speech_corr=sync["mouth_speech_corr"], head_motion=head_motion(landmarks),
+        head_turn=head_turn(landmarks), compute_seconds=result.compute_seconds, seconds=seconds,
     )  # fmt: skip
 
 
@@ -391,8 +396,8 @@ def run_row(
     result = RowResult(row)
     for window in inputs.windows:
         bar.set_postfix(f"{row.label}: {window.clip.clip_id}")
-        result.synthetic.append(score_window(render_window(generator, window, options.seed),
-                                             window))  # fmt: skip
+        rendered = render_window(generator, window, options.seed, row.photo_layer)
+        result.synthetic.append(score_window(rendered, window))
         bar.update()
     del generator  # the photos time their own loading
     for index, (photo, descriptor) in enumerate(zip(inputs.photos, inputs.descriptors,
@@ -503,7 +508,8 @@ def markdown_table(header: list[str], lines: list[list[str]]) -> list[str]:
 TABLE1 = ["row", "PSNR (dB) ↑", "SSIM ↑", "lip-sync r ↑", "HKC ↑", "HKV (px²)",
           "compute FPS ↑", "speed-up", "attention density"]  # fmt: skip
 TABLE2 = ["row", "photo", "frames", "face rate ↑", "identity ↑", "mouth-speech r ↑",
-          "head motion", "compute FPS ↑", "end-to-end FPS ↑", "end-to-end s"]  # fmt: skip
+          "size", "head motion", "head turn", "compute FPS ↑", "end-to-end FPS ↑",
+          "end-to-end s"]  # fmt: skip
 
 
 def table1(report: dict) -> list[str]:
@@ -537,7 +543,8 @@ def table2(report: dict) -> list[str]:
             lines.append([
                 row["label"], p["photo"], str(p["frames"]), cell(p["face_rate"]),
                 cell(p["identity_same_rate"]), cell(p["mouth_speech_corr"], 2),
-                cell(p["head_motion"]), cell(p["compute_fps"], 2), cell(p["end_to_end_fps"], 2),
+                f"{p['size']}x{p['size']}", cell(p["head_motion"]), cell(p["head_turn"]),
+                cell(p["compute_fps"], 2), cell(p["end_to_end_fps"], 2),
                 cell(p["seconds"], 1),
             ])  # fmt: skip
     return markdown_table(TABLE2, lines)

@@ -7,7 +7,7 @@ Three bands, ``columns`` moments evenly spread over the video:
 3. a chart over the whole video: the speech's loudness (grey,
    :func:`cospeech.eval.video.sync.loudness_envelope`), the mouth opening measured on the
    generated frames by dlib's 68 landmarks (red, inner-lip gap over inter-ocular distance,
-   :func:`cospeech.eval.video.sync.mouth_opening`; frames where dlib finds no face are gaps
+   :func:`cospeech.pose.face68.mouth_opening`; frames where dlib finds no face are gaps
    in the line), and the height of each wrist in the driving keypoints (blue: left, green:
    right), with the chosen moments marked. The legend gives the number of frames with a
    face, the correlation of the opening with the loudness and the best audio-visual offset
@@ -24,13 +24,14 @@ import numpy as np
 
 from cospeech.eval.video.faces import FaceAnalyzer, FaceConfig
 from cospeech.eval.video.report import FrameRecords
-from cospeech.eval.video.sync import SyncResult, estimate_sync, loudness_envelope, mouth_opening
+from cospeech.eval.video.sync import SyncResult, estimate_sync, loudness_envelope
 from cospeech.media.image import evenly_spaced, image_grid, write_image
 from cospeech.pose import schema
+from cospeech.pose.face68 import mouth_opening
 
 COLUMNS = 8
-ZOOM = 2
-MOUTH_CROP = 24  # pixels of the video frame around the mouth centre
+ZOOM_SIDE = 256  # frames are enlarged by whole factors to about this side (128 x 2, 256 x 1)
+MOUTH_CROP = 0.1875  # side of the square around the mouth centre, of the frame's width
 CHART_HEIGHT = 120
 BACKGROUND = (255, 255, 255)
 LOUDNESS_RGB = (150, 150, 150)
@@ -47,6 +48,11 @@ def detector_upsample(height: int, width: int) -> int:
     128x128) are found only at 8x."""
     doublings = np.ceil(np.log2(DETECT_SIDE / max(1, min(height, width))))
     return int(np.clip(doublings, 0, 3))
+
+
+def zoom_for(width: int) -> int:
+    """Whole-number enlargement of frames ``width`` pixels wide on the sheet."""
+    return max(1, ZOOM_SIDE // max(1, width))
 
 
 def _number(value: float) -> str:
@@ -85,10 +91,12 @@ def mouth_track(
 
 
 def _mouth_crop(frame: np.ndarray, keypoints: np.ndarray, side: int) -> np.ndarray:
-    """A ``side x side`` enlargement of the square around the lips."""
+    """A ``side x side`` enlargement of the square around the lips (:data:`MOUTH_CROP` of
+    the frame's width: 24 px at 128x128, 48 px at 256x256)."""
     centre = keypoints[list(schema.FACE_OUTER_LIPS), :2].mean(axis=0)
-    half = MOUTH_CROP / 2
-    scale = side / MOUTH_CROP
+    crop = MOUTH_CROP * frame.shape[1]
+    half = crop / 2
+    scale = side / crop
     matrix = np.array(
         [[scale, 0, (half - centre[0]) * scale], [0, scale, (half - centre[1]) * scale]]
     )
@@ -129,53 +137,64 @@ def contact_sheet(
     fps: float,
     columns: int = COLUMNS,
     analyzer: FaceAnalyzer | None = None,
+    notes: tuple[str, ...] = (),
 ) -> np.ndarray:
     """The sheet (see the module docstring) as uint8 RGB ``[H', W', 3]``.
 
     ``frames`` ``[N, H, W, 3]`` uint8, ``keypoints`` ``[N, 133, 3]`` in frame pixels,
     ``audio`` ``[S]`` mono floats at ``sample_rate``; ``analyzer`` finds the faces
-    (default: landmarks only, upsampling by :func:`detector_upsample`).
+    (default: landmarks only, upsampling by :func:`detector_upsample`); ``notes``: more
+    lines for the chart's legend (e.g. what was found in the photo).
     """
     if analyzer is None:
         config = FaceConfig(upsample=detector_upsample(*frames.shape[1:3]))
         analyzer = FaceAnalyzer(config, descriptors=False)
     mouth = mouth_track(frames, audio, sample_rate, fps, analyzer)
     count, height, width = frames.shape[:3]
-    cell = width * ZOOM
+    zoom = zoom_for(width)
+    cell = width * zoom
     picks = evenly_spaced(count, columns)
     top, middle = [], []  # the frames band, then the mouths band
     for index in picks:
-        big = cv2.resize(frames[index], (cell, height * ZOOM), interpolation=cv2.INTER_NEAREST)
+        big = cv2.resize(frames[index], (cell, height * zoom), interpolation=cv2.INTER_NEAREST)
         cv2.putText(big, f"{index / fps:.2f} s", (4, 16), FONT, 0.45, TEXT_RGB, 3, cv2.LINE_AA)
         cv2.putText(big, f"{index / fps:.2f} s", (4, 16), FONT, 0.45, BACKGROUND, 1, cv2.LINE_AA)
         top.append(big)
         middle.append(_mouth_crop(frames[index], keypoints[index], cell))
-    chart = np.full((CHART_HEIGHT, cell * columns, 3), BACKGROUND, np.uint8)
+    legends = ("grey: speech loudness   blue/green: wrist heights", mouth.legend(), *notes)
+    chart_height = max(CHART_HEIGHT, 14 * len(legends) + 40)
+    chart = np.full((chart_height, cell * columns, 3), BACKGROUND, np.uint8)
     margin = 8
     loudness = np.nan_to_num(_normalised(mouth.loudness))
     xs = np.linspace(0, chart.shape[1] - 1, count).round().astype(int)
     for x, value in zip(xs, loudness, strict=True):
-        y = round(CHART_HEIGHT - margin - value * (CHART_HEIGHT - 2 * margin))
-        cv2.line(chart, (x, CHART_HEIGHT - margin), (x, y), LOUDNESS_RGB, 1)
+        y = round(chart_height - margin - value * (chart_height - 2 * margin))
+        cv2.line(chart, (x, chart_height - margin), (x, y), LOUDNESS_RGB, 1)
     _polyline(chart, _normalised(mouth.opening), MOUTH_RGB, margin)
     for wrist, colour in zip((schema.LEFT_WRIST, schema.RIGHT_WRIST), WRIST_RGB, strict=True):
         _polyline(chart, _normalised(-keypoints[:, wrist, 1]), colour, margin)
     for index in picks:
         x = int(xs[index])
-        cv2.line(chart, (x, 0), (x, CHART_HEIGHT - 1), TEXT_RGB, 1)
-    legends = ("grey: speech loudness   blue/green: wrist heights", mouth.legend())
+        cv2.line(chart, (x, 0), (x, chart_height - 1), TEXT_RGB, 1)
     for row, legend in enumerate(legends):
         cv2.putText(chart, legend, (6, 14 + 14 * row), FONT, 0.4, TEXT_RGB, 1, cv2.LINE_AA)
     return np.concatenate([image_grid(top + middle, columns), chart], 0)
 
 
 def write_contact_sheet(
-    video: str | Path, keypoints: np.ndarray, audio: str | Path, fps: float, path: str | Path
+    video: str | Path,
+    keypoints: np.ndarray,
+    audio: str | Path,
+    fps: float,
+    path: str | Path,
+    notes: tuple[str, ...] = (),
 ) -> None:
     """Write the :func:`contact_sheet` of the mp4 ``video`` (driven by ``keypoints``
-    ``[N, 133, 3]``, spoken ``audio`` a sound file) as a PNG at ``path`` (atomically)."""
+    ``[N, 133, 3]``, spoken ``audio`` a sound file; ``notes``: more legend lines) as a PNG
+    at ``path`` (atomically)."""
     from cospeech.audio.load import SAMPLE_RATE, load_audio
     from cospeech.media.video import read_video
 
     frames, _ = read_video(video)
-    write_image(contact_sheet(frames, keypoints, load_audio(audio), SAMPLE_RATE, fps), path)
+    sheet = contact_sheet(frames, keypoints, load_audio(audio), SAMPLE_RATE, fps, notes=notes)
+    write_image(sheet, path)

@@ -3,7 +3,7 @@
 Only for frames drawn by the synthetic renderer, whose ground truth the teacher evaluation
 (:mod:`cospeech.eval.teacher`, :mod:`cospeech.eval.vae`) compares against; any other video
 (``generate --contact-sheet``, ``eval video``) is measured with dlib's landmarks
-(:func:`cospeech.eval.video.sync.mouth_opening`).
+(:func:`cospeech.pose.face68.mouth_opening`).
 
 The synthetic renderer paints the inside of an open mouth and the teeth in two reserved
 colours (:mod:`cospeech.data.synth.colours`) that no appearance comes near. The mouth

@@ -25,6 +25,7 @@ from cospeech.eval.video_metrics import psnr_per_frame, ssim_per_frame
 from cospeech.latent_geometry import TIME_STRIDE, latent_frames
 from cospeech.media.pixels import pixels_to_tensor
 from cospeech.models.vae import TinyVideoVAE
+from cospeech.models.warp_condition import warp_condition, warp_video
 from cospeech.motion.generate import MAX_SEED
 from cospeech.motion.metrics import correlation
 from cospeech.pipeline.bundle import ModelBundle
@@ -152,10 +153,15 @@ def load_clip_window(clip: ClipInfo, frames: int, size: int) -> ClipWindow:
 def evaluate_clip(bundle: ModelBundle, clip: ClipInfo, options: TeacherEvalOptions) -> ClipScore:
     """Render one clip's window from its keypoints and score it."""
     window = load_clip_window(clip, options.frames, bundle.settings.size)
+    warped = None
+    if bundle.model.config.warp_dim:  # a warp-conditioned teacher: the reference, warped
+        reference = window.reference
+        warped = warp_condition(bundle.vae, *warp_video(reference.image, reference.keypoints,
+                                                        window.keypoints))  # fmt: skip
     latents = sample_latents(
         bundle, window.reference, window.keypoints, steps=options.steps,
         guidance=options.guidance, shift=options.shift, overlap=options.overlap,
-        seed=options.seed,
+        seed=options.seed, warped=warped,
     )  # fmt: skip
     fake = np.stack(list(decode_frames(bundle.vae, latents, options.frames)))
     recon = vae_reconstruction(bundle.vae, window.truth)

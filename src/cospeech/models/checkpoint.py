@@ -245,6 +245,12 @@ def _weight_files(folder: Path) -> list[Path]:
     raise CheckpointError(f"checkpoint {folder}: no .safetensors weights")
 
 
+def read_config(folder: Path) -> VideoDiTConfig:
+    """The VideoDiTConfig of a model folder's ``config.json`` (Wan, diffusers or this
+    project's; fields it does not name take their defaults)."""
+    return _read_config(folder)[0]
+
+
 def _read_config(folder: Path) -> tuple[VideoDiTConfig, str]:
     data = read_json(folder / CONFIG_NAME, CheckpointError)
     if not isinstance(data, dict):

@@ -24,9 +24,11 @@ class VideoDiTConfig:
 
     ``in_dim`` counts every input channel: for image-to-video models the noisy latent
     (``out_dim`` channels) is followed by the conditioning channels (mask + reference
-    latent), ``in_dim - out_dim`` of them. ``text_dim == 0`` means no text cross-attention,
-    ``image_dim == 0`` means no CLIP image tokens; the parameters of an absent path do not
-    exist. Empty ``pose_channels`` / ``ref_pose_channels`` remove the pose encoders.
+    latent), ``cond_dim`` of them, and last by ``warp_dim`` channels of the reference
+    warped to every frame's pose (:mod:`cospeech.models.warp_condition`; 0 = none).
+    ``text_dim == 0`` means no text cross-attention, ``image_dim == 0`` means no CLIP image
+    tokens; the parameters of an absent path do not exist. Empty ``pose_channels`` /
+    ``ref_pose_channels`` remove the pose encoders.
     """
 
     dim: int = 1536
@@ -51,14 +53,19 @@ class VideoDiTConfig:
     pose_in_channels: int = 3
     pose_channels: tuple[int, ...] = (16, 32, 64, 128)
     ref_pose_channels: tuple[int, ...] = (16, 32, 64)
+    warp_dim: int = 0
 
     def __post_init__(self) -> None:
         if self.dim % self.num_heads:
             raise InputError(f"dim {self.dim} is not divisible by num_heads {self.num_heads}")
         if self.head_dim % 2 or self.head_dim < 6:
             raise InputError(f"head_dim {self.head_dim} must be even and at least 6 (3D RoPE)")
-        if self.out_dim > self.in_dim:
-            raise InputError(f"out_dim {self.out_dim} exceeds in_dim {self.in_dim}")
+        if self.warp_dim < 0:
+            raise InputError(f"warp_dim must be >= 0 (0 = no warp channels), got {self.warp_dim}")
+        if self.out_dim + self.warp_dim > self.in_dim:
+            raise InputError(
+                f"out_dim {self.out_dim} + warp_dim {self.warp_dim} exceeds in_dim {self.in_dim}"
+            )
         for name in ("dim", "ffn_dim", "num_layers", "in_dim", "out_dim", "freq_dim"):
             if getattr(self, name) <= 0:
                 raise InputError(f"{name} must be positive, got {getattr(self, name)}")
@@ -89,8 +96,9 @@ class VideoDiTConfig:
 
     @property
     def cond_dim(self) -> int:
-        """Conditioning channels after the noisy latent (4 mask + 16 reference for Wan I2V)."""
-        return self.in_dim - self.out_dim
+        """Conditioning channels between the noisy latent and the warp channels (4 mask +
+        16 reference for Wan I2V)."""
+        return self.in_dim - self.out_dim - self.warp_dim
 
     @property
     def has_text(self) -> bool:

@@ -213,7 +213,8 @@ class VideoDiT(PretrainedMixin):
 
         Args:
             x: ``[B, in_dim, F, H, W]`` latents; for I2V the noisy latent followed by the
-                conditioning channels (mask + reference latent).
+                conditioning channels (mask + reference latent), then the ``warp_dim``
+                warp channels (:mod:`cospeech.models.warp_condition`) if the model has them.
             t: ``[B]`` (or scalar) timesteps in [0, 1000].
             context: ``[B, L, text_dim]`` text tokens (models with text only; Wan pads
                 umT5 tokens with zeros to 512).
@@ -313,7 +314,8 @@ class VideoDiT(PretrainedMixin):
         return batch, frames, height, width
 
     def _add_ref_pose(self, x: torch.Tensor, ref_pose: torch.Tensor) -> torch.Tensor:
-        """Add the encoded reference pose to the conditioning channels of latent frame 0."""
+        """Add the encoded reference pose to the conditioning channels of latent frame 0
+        (the ``cond_dim`` channels before the warp channels)."""
         if not self.config.has_ref_pose_encoder:
             raise InputError("ref_pose given, but this model has no reference pose encoder")
         encoded = self.ref_pose_encoder(ref_pose)
@@ -323,7 +325,9 @@ class VideoDiT(PretrainedMixin):
                 f"ref_pose: {list(ref_pose.shape)} encodes to {list(encoded.shape)}, the latent "
                 f"grid needs {list(expected)} (pixels = latent x {self.config.vae_stride[1]})"
             )
-        first = x[:, :, :1] + pad_to_channels(encoded, self.config.in_dim)[:, :, None]
+        lead = self.config.in_dim - self.config.warp_dim
+        first = x[:, :lead, :1] + pad_to_channels(encoded, lead)[:, :, None]
+        first = torch.cat([first, x[:, lead:, :1]], dim=1)
         return torch.cat([first, x[:, :, 1:]], dim=2)
 
     def _encode_pose(self, pose: torch.Tensor, token_shape: torch.Size) -> torch.Tensor:

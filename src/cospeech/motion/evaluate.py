@@ -33,7 +33,7 @@ from cospeech.motion.metrics import (
     mouth_opening_correlation,
     syllable_onsets,
 )
-from cospeech.motion.normalize import BODY_POINTS, FACE_POINTS, body_frame, from_offsets
+from cospeech.motion.normalize import body_frame
 from cospeech.pose.sequence import PoseSequence
 from cospeech.progress import track
 
@@ -74,12 +74,8 @@ class MethodScores:
 
 def mean_pose(generator: MotionGenerator, clip: MotionClip) -> np.ndarray:
     """The reference plus the model's training-set mean offsets, repeated ``[T, 133, 3]``."""
-    model = generator.model
-    offsets = np.zeros((1, clip.reference.shape[0], 2), np.float32)
-    offsets[0, list(FACE_POINTS)] = model.face_mean.numpy().reshape(-1, 2)
-    offsets[0, list(BODY_POINTS)] = model.body_mean.numpy().reshape(-1, 2)
     keypoints = np.zeros((clip.frames, clip.reference.shape[0], 3), np.float32)
-    keypoints[..., :2] = from_offsets(offsets, clip.reference)
+    keypoints[..., :2] = generator.rest_points(clip.reference)
     keypoints[..., 2] = clip.reference[:, 2]
     return keypoints
 

@@ -13,6 +13,11 @@
   is recomputed over its receptive field, so the face output equals a whole-sequence
   streaming-mode run exactly; the body flow takes the previous chunk's last frames as
   context. State is bounded: a few seconds of samples and mel frames.
+
+Both paths then scale the head's rigid motion by the model's fitted gains of that mode
+(:mod:`cospeech.motion.head_calibration`; ``head_gain`` in the model's ``config.json``),
+about a moving centre smoothed both ways offline and forwards only when streaming (no
+future frames; the state is a few numbers per rigid parameter).
 """
 
 from __future__ import annotations
@@ -35,9 +40,20 @@ from cospeech.audio.features import (
 )
 from cospeech.audio.load import SAMPLE_RATE, load_audio, prepare_samples
 from cospeech.errors import InputError, check_range
-from cospeech.motion.checkpoint import load_motion_model
+from cospeech.motion.checkpoint import load_head_calibration, load_motion_model
 from cospeech.motion.config import MEL_PER_FRAME
 from cospeech.motion.flow import sample_continuation
+from cospeech.motion.head_calibration import (
+    HEAD_POINTS,
+    MAX_GAIN,
+    Band,
+    HeadCalibration,
+    HeadGains,
+    StreamBand,
+    calibrate_points,
+    head_fit_mask,
+    offline_band,
+)
 from cospeech.motion.model import MotionModel
 from cospeech.motion.normalize import BODY_POINTS, FACE_POINTS, from_offsets, normalize_reference
 from cospeech.motion.style_vector import STYLE_DIM
@@ -70,8 +86,10 @@ class MotionOptions:
     intra-op threads while generating (at most the machine's CPU count); the model is
     small, so one thread is fastest (a second one only adds synchronisation, ruinous on a
     busy machine: see docs/benchmarks/motion.md). ``chunk_frames``: frames per streaming
-    chunk, at most one offline window (``window_frames``). Range errors name the command's
-    flags (``--chunk-frames``)."""
+    chunk, at most one offline window (``window_frames``). ``head_gain``: one gain on
+    every rigid head-motion parameter in place of the model's calibrated gains, in the
+    model's bands (None: the model's gains; 1: the model's raw motion). Range errors name
+    the command's flags (``--chunk-frames``)."""
 
     fps: float = DEFAULT_FPS
     seed: int = 0
@@ -81,6 +99,7 @@ class MotionOptions:
     flow_steps: int = 0
     threads: int = 1
     temperature: float = 1.0
+    head_gain: float | None = None
 
     def __post_init__(self) -> None:
         check_range("--fps", self.fps, *FPS_RANGE)
@@ -91,6 +110,8 @@ class MotionOptions:
         check_range("--threads", self.threads, 1, os.cpu_count() or 1)
         if not self.temperature > 0:
             raise InputError(f"motion: temperature must be positive, got {self.temperature}")
+        if self.head_gain is not None:
+            check_range("--head-gain", self.head_gain, 0.0, MAX_GAIN)
 
 
 @dataclass
@@ -113,16 +134,22 @@ def _crossfade(previous: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
 class MotionGenerator:
     """A trained motion model with its reference pose handling (see module docstring)."""
 
-    def __init__(self, model: MotionModel, info: dict | None = None) -> None:
+    def __init__(
+        self,
+        model: MotionModel,
+        info: dict | None = None,
+        head_calibration: HeadCalibration | None = None,
+    ) -> None:
         self.model = model.eval()
         self.info = dict(info or {})
         self.config = model.config
+        self.head_calibration = head_calibration or HeadCalibration()
 
     @classmethod
     def load(cls, folder: str | Path | None = None) -> MotionGenerator:
         """From a model folder (default: the shipped ``cospeech/assets/motion``)."""
         model, info = load_motion_model(folder)
-        return cls(model, info)
+        return cls(model, info, load_head_calibration(folder))
 
     # -- inputs ------------------------------------------------------------------------------
     def _reference(self, reference: PoseSequence) -> tuple[np.ndarray, torch.Tensor]:
@@ -142,6 +169,40 @@ class MotionGenerator:
 
     def _steps(self, options: MotionOptions) -> int:
         return options.flow_steps or self.config.flow_steps
+
+    def gains(self, options: MotionOptions, streaming: bool) -> HeadGains:
+        """The model's calibrated head gains for the mode, with ``options.head_gain`` on
+        every parameter when it is set."""
+        gains = self.head_calibration.mode(streaming)
+        return gains if options.head_gain is None else gains.with_gain(options.head_gain)
+
+    def rest_points(self, reference: np.ndarray) -> np.ndarray:
+        """The model's rest pose ``[133, 2]`` (pixels): ``reference [133, 3]`` plus the
+        training set's mean offsets."""
+        m = self.model
+        offsets = np.zeros((1, reference.shape[0], 2), np.float32)
+        offsets[0, list(FACE_POINTS)] = m.face_mean.numpy().reshape(-1, 2)
+        offsets[0, list(BODY_POINTS)] = m.body_mean.numpy().reshape(-1, 2)
+        return from_offsets(offsets, reference)[0]
+
+    def calibrate_head(
+        self,
+        pose: PoseSequence,
+        reference: np.ndarray,
+        gains: HeadGains,
+        band: Band = offline_band,
+    ) -> PoseSequence:
+        """``pose`` with its head's rigid motion, fitted onto the rest pose's head
+        (``reference [133, 3]``), scaled by ``gains`` in ``band`` (default: offline's)."""
+        if gains.identity:
+            return pose
+        head = list(HEAD_POINTS)
+        keypoints = pose.keypoints.copy()
+        keypoints[:, head, :2] = calibrate_points(
+            keypoints[:, head, :2], self.rest_points(reference)[head],
+            head_fit_mask(reference[head, 2]), gains, pose.fps, band,
+        )  # fmt: skip
+        return PoseSequence(keypoints, pose.fps, pose.width, pose.height)
 
     # -- model runs ----------------------------------------------------------------------------
     @torch.no_grad()
@@ -280,7 +341,8 @@ class MotionGenerator:
             body[blend.stop : stop] = out.body[n:]
             logits[blend.stop : stop] = out.logits[n:]
         outputs = FrameOutputs(face=face, body=body, logits=logits)
-        return self.to_pose(outputs, ref_keypoints, options.fps, reference.width, reference.height)
+        pose = self.to_pose(outputs, ref_keypoints, options.fps, reference.width, reference.height)
+        return self.calibrate_head(pose, ref_keypoints, self.gains(options, streaming=False))
 
     # -- streaming -----------------------------------------------------------------------------
     def stream(
@@ -314,6 +376,8 @@ class MotionStream:
         self.reference_keypoints, self.reference = generator._reference(reference)
         self.width, self.height = reference.width, reference.height
         self.style = generator._style(style)
+        self.head_gains = generator.gains(options, streaming=True)
+        self.head_band = StreamBand()
         self.rng = torch.Generator().manual_seed(options.seed)
         cfg = generator.config
         self.steps = generator._steps(options)
@@ -417,8 +481,11 @@ class MotionStream:
             body=torch.cat([o.body for o in outputs]),
             logits=torch.cat([o.logits for o in outputs]),
         )
-        return self.gen.to_pose(
+        pose = self.gen.to_pose(
             joined, self.reference_keypoints, self.options.fps, self.width, self.height
+        )
+        return self.gen.calibrate_head(
+            pose, self.reference_keypoints, self.head_gains, self.head_band
         )
 
     def _trim(self) -> None:

@@ -4,8 +4,9 @@ Every model of the list runs on the same speech, photo and frame size, in one pr
 interleaved repeat by repeat (so the machine's load hits them alike). Per repeat and model:
 
 - **offline**: ``Generator.from_pretrained`` (timed: *load*) then the offline call writing an
-  mp4 into a temporary folder; its phases give *compute* = sampling + VAE decode (no model
-  loading, motion, or file writing), *prepare* (inputs, reference, motion model) and
+  mp4 into a temporary folder; its phases give *compute* = sampling + VAE decode + the photo
+  layer (and a warp-conditioned model's warp condition; no model loading, motion, or file
+  writing), *prepare* (inputs, reference, motion model) and
   *write* (H.264 + AAC), and *offline* = load + the call, end to end.
 - **first chunk**: a fresh ``from_pretrained`` then ``stream()`` until its first
   :class:`~cospeech.pipeline.generator.Chunk`: seconds from the ``stream`` call
@@ -113,10 +114,11 @@ class Repeat:
     first_chunk_s: float
     first_chunk_with_load_s: float
     cli_s: float | None = None
+    photo_s: float = 0.0  # the photo layer and the warp condition
 
     @property
     def compute_s(self) -> float:
-        return self.sampling_s + self.decode_s
+        return self.sampling_s + self.decode_s + self.photo_s
 
 
 @dataclass(frozen=True)
@@ -155,7 +157,8 @@ class ModelSpeed:
         return self.compute_s / self.video_s
 
     def as_dict(self) -> dict:
-        names = ("load_s", "prepare_s", "sampling_s", "decode_s", "write_s", "offline_s",
+        names = ("load_s", "prepare_s", "sampling_s", "decode_s", "photo_s", "write_s",
+                 "offline_s",
                  *FIRST_FIELDS, "cli_s")  # fmt: skip
         return {
             "model": self.model, "kind": self.kind, "attention": self.attention,
@@ -192,7 +195,7 @@ class GenerateBench:
             ("frames", lambda r: f"{r.frames} ({r.video_s:.2f} s) at {r.size}x{r.size}"),
             ("runs", lambda r: f"{r.kind}, {r.steps} steps, {r.attention} attention"),
             ("load", lambda r: _seconds(r.median("load_s"))),
-            ("compute (sampling + decode)",
+            ("compute (sampling + decode + photo)",
              lambda r: f"{_seconds(r.compute_s)} = {r.compute_fps:.2f} FPS"),
             ("compute s per generated s", lambda r: f"{r.compute_per_video_s:.3f}"),
             (f"speedup vs {self.rows[0].model}", lambda r: _ratio(self.speedup(r))),
@@ -263,9 +266,13 @@ def cli_command(
                *flags]  # fmt: skip
     if inputs.reference_pose is not None:
         command += ["--reference-pose", str(inputs.reference_pose)]
-    for flag, value in (("--size", options.size), ("--attention", options.attention)):
+    flags = (("--size", options.size), ("--attention", options.attention),
+             ("--output-size", options.output_size))  # fmt: skip
+    for flag, value in flags:
         if value is not None:
             command += [flag, str(value)]
+    if not options.photo_layer:
+        command.append("--no-photo-layer")
     return command
 
 
@@ -298,8 +305,10 @@ def time_repeat(
     command = cli_command(spec, inputs, options, folder / "cli.mp4") if run_cli else None
     cli_s = time_cli(command, cli_threads) if command is not None else None
     phases = result.phases
+    photo_s = phases.get("photo", 0.0) + phases.get("warp", 0.0)
     repeat = Repeat(load_s, phases["prepare"], phases["sampling"], phases["decode"],
-                    phases["write"], offline_s, first_s, first_with_load_s, cli_s)  # fmt: skip
+                    phases["write"], offline_s, first_s, first_with_load_s, cli_s,
+                    photo_s)  # fmt: skip
     return repeat, result
 
 

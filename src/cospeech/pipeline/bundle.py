@@ -13,7 +13,8 @@ named (``"teacher"`` / ``"student"``); or a single trained DiT folder (a run's
 
 from __future__ import annotations
 
-import json
+import logging
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,15 +25,17 @@ from cospeech.errors import CheckpointError, InputError
 from cospeech.jsonfile import read_json, write_json
 from cospeech.models import VideoDiT
 from cospeech.models.checkpoint import CONFIG_NAME, wan_config_dict
+from cospeech.models.delta_folder import DELTA_NAME, LOW_RANK_DELTA_NAME, load_dit
 from cospeech.models.i2v import STUDENT_KIND, StudentSampling
 from cospeech.models.vae import TinyVideoVAE
-from cospeech.models.weight_delta import apply_weight_delta, save_weight_delta
+from cospeech.models.weight_delta import save_low_rank_delta, save_weight_delta
 from cospeech.shipped import ASSETS, STUDENT_DIR, TEACHER_DIR, VAE_DIR
 
 SAMPLING_FILE = "sampling.json"
-DELTA_NAME = "delta.safetensors"
 MODEL_KINDS = ("teacher", "student")
 STUDENT_ATTENTIONS = ("dense", "sparse")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -215,22 +218,50 @@ def load_bundle(
     return ModelBundle(dit.eval(), vae.eval(), settings)
 
 
-def load_dit(folder: Path, device: torch.device | str = "cpu") -> VideoDiT:
-    """The float32 VideoDiT of ``folder``: its ``save_pretrained`` weights, or, for a folder
-    holding a :data:`DELTA_NAME` weight delta instead (a student shipped as its difference
-    to the teacher, :mod:`cospeech.models.weight_delta`), the sibling ``teacher/`` plus that
-    difference (CheckpointError if the two configs differ)."""
-    delta = folder / DELTA_NAME
-    if not delta.is_file():
-        return VideoDiT.from_pretrained(folder, dtype=torch.float32, device=device)
-    base_dir = folder.parent / TEACHER_DIR
-    if not base_dir.is_dir():
-        raise CheckpointError(f"{delta}: a weight delta needs its base model in {base_dir}")
-    base = VideoDiT.from_pretrained(base_dir, dtype=torch.float32, device=device)
-    expected = json.loads(json.dumps(wan_config_dict(base.config)))  # tuples as JSON lists
-    if read_json(folder / CONFIG_NAME, error=CheckpointError) != expected:
-        raise CheckpointError(f"{folder}: its {CONFIG_NAME} is not the one of {base_dir}")
-    return apply_weight_delta(base, delta).eval()
+def save_delta_dit(
+    model_dir: str | Path,
+    base_dir: str | Path,
+    out_dir: str | Path,
+    max_rank: int | None = None,
+) -> float:
+    """Write the DiT of ``model_dir`` (a ``save_pretrained`` folder) into ``out_dir`` as its
+    difference to the DiT of ``base_dir`` as :func:`load_dit` loads it (full weights or
+    itself a delta folder), a sibling of ``out_dir``: ``config.json``, the ``sampling.json``
+    of ``model_dir`` if any, and :data:`DELTA_NAME` (int8, same architecture;
+    ``max_rank`` None) or :data:`LOW_RANK_DELTA_NAME` (``max_rank``: the LoRA rank), naming
+    ``base_dir``'s folder in its metadata. Returns the largest element error."""
+    out, base_path = Path(out_dir), Path(base_dir)
+    if out.resolve().parent != base_path.resolve().parent:
+        raise InputError(f"the base {base_path} must be a sibling of the delta folder {out}")
+    model = VideoDiT.from_pretrained(model_dir)
+    base = load_dit(base_path)  # the base exactly as loading will use it
+    out.mkdir(parents=True, exist_ok=True)
+    if max_rank is None:
+        worst = save_weight_delta(model, base, out / DELTA_NAME, base_dir=base_path.name)
+    else:
+        summary = save_low_rank_delta(model, base, out / LOW_RANK_DELTA_NAME, max_rank,
+                                      base_dir=base_path.name)  # fmt: skip
+        kinds = Counter(summary["stored"].values())
+        log.info(
+            "%s: low-rank delta %s, ranks %s",
+            out,
+            dict(kinds),
+            sorted(set(summary["ranks"].values())),
+        )
+        worst = summary["max_error"]
+    write_json(out / CONFIG_NAME, wan_config_dict(model.config))
+    _copy_sampling(Path(model_dir), out)
+    return worst
+
+
+def _copy_sampling(source: Path, out: Path) -> None:
+    """Copy ``source``'s ``sampling.json``, checked, to ``out`` (nothing if it has none)."""
+    if not (source / SAMPLING_FILE).is_file():
+        return
+    settings = (
+        load_student_sampling(source) if _is_student(source) else SamplingSettings.load(source)
+    )
+    write_json(out / SAMPLING_FILE, to_dict(settings))
 
 
 def save_bundle(
@@ -255,13 +286,9 @@ def save_bundle(
     TinyVideoVAE.from_pretrained(vae_dir).save_pretrained(root / VAE_DIR, dtype=dtype)
     if student_dir is not None:
         sampling = load_student_sampling(student_dir)
-        student = VideoDiT.from_pretrained(student_dir)
         if student_delta:
-            base = VideoDiT.from_pretrained(root / TEACHER_DIR)  # the teacher as loaded later
-            (root / STUDENT_DIR).mkdir(parents=True, exist_ok=True)
-            save_weight_delta(student, base, root / STUDENT_DIR / DELTA_NAME)
-            write_json(root / STUDENT_DIR / CONFIG_NAME, wan_config_dict(student.config))
+            save_delta_dit(student_dir, root / TEACHER_DIR, root / STUDENT_DIR)
         else:
-            student.to(dtype).save_pretrained(root / STUDENT_DIR)
+            VideoDiT.from_pretrained(student_dir, dtype=dtype).save_pretrained(root / STUDENT_DIR)
         write_json(root / STUDENT_DIR / SAMPLING_FILE, to_dict(sampling))
     return root

@@ -30,15 +30,17 @@ from cospeech.errors import InputError, check_range, count
 from cospeech.latent_geometry import latent_frames
 from cospeech.media.pixels import pixels_to_tensor, tensor_to_pixels
 from cospeech.models.i2v import (
-    CONDITION_NAMES,
+    WARP_CONDITION,
     ConditionedFlow,
     StudentSampling,
+    condition_names,
     pose_maps,
     reference_pose_map,
     reference_slot,
     window_frame_indices,
 )
 from cospeech.models.vae import VideoVAE
+from cospeech.models.warp_condition import check_warp_input, warp_window
 from cospeech.motion.generate import FPS_RANGE, MAX_SEED
 from cospeech.pipeline.bundle import (
     ModelBundle,
@@ -46,6 +48,7 @@ from cospeech.pipeline.bundle import (
     load_bundle,
     load_settings,
 )
+from cospeech.pipeline.photo_layer import MAX_OUTPUT_SIZE, PHOTO_SCALE
 from cospeech.pipeline.plans import PlanOptions, WindowPlans, check_attention
 from cospeech.pipeline.reference import Reference
 from cospeech.pipeline.windows import FusedWindows, WindowFlow, WindowPlan
@@ -60,7 +63,11 @@ class GenerateOptions:
     ``steps``: the teacher's Euler steps, or the number of levels of the student's step
     list (1 .. all); ``guidance`` and ``overlap``: the teacher's only; ``attention``:
     ``dense``, ``global`` or ``sparse`` (:mod:`.plans`; the teacher's default is dense,
-    the student's its ``sampling.json`` ``attention``)."""
+    the student's its ``sampling.json`` ``attention``). ``size``: the model's frame side;
+    ``photo_layer``: output frames are the photo warped to each pose with the model's
+    frames painting what it cannot show (:mod:`.photo_layer`), at ``output_size`` (default
+    :data:`~.photo_layer.PHOTO_SCALE` x ``size``; without the photo layer the output is
+    the model's frames, ``output_size`` = ``size``)."""
 
     steps: int | None = None
     guidance: float | None = None
@@ -71,6 +78,8 @@ class GenerateOptions:
     size: int | None = None
     learned_motion: bool = True
     attention: str | None = None
+    photo_layer: bool = True
+    output_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -89,7 +98,10 @@ class GenerateResult:
     ``model``: ``teacher`` or ``student``; ``steps`` x ``windows``: the teacher's Euler
     steps and windows, or the student's levels and chunks; ``attention``: ``dense``,
     ``global`` or ``sparse``; ``attention_density``: the mean token density of the sparse
-    plans used (kept query-key pairs over dense's, 1 = dense; None for dense)."""
+    plans used (kept query-key pairs over dense's, 1 = dense; None for dense); ``photo_note``:
+    what was found in the photo and how it was framed (for the contact sheet);
+    ``model_size``: the side of the model's frames when the photo layer made the output
+    (``size``) from them, None when the output is the model's frames."""
 
     path: Path | None
     frames: int
@@ -106,6 +118,8 @@ class GenerateResult:
     model: str = "teacher"
     attention: str = "dense"
     attention_density: float | None = None
+    photo_note: str = ""
+    model_size: int | None = None
 
     @property
     def video_seconds(self) -> float:
@@ -113,18 +127,26 @@ class GenerateResult:
 
     @property
     def compute_seconds(self) -> float:
-        """Sampling (teacher or student) + VAE decode (no model loading, motion or writing)."""
-        return self.phases["sampling"] + self.phases["decode"]
+        """Sampling (teacher or student) + VAE decode + the photo layer (+ the warp condition
+        of a warp-conditioned model); no model loading, motion or writing."""
+        extra = self.phases.get("warp", 0.0) + self.phases.get("photo", 0.0)
+        return self.phases["sampling"] + self.phases["decode"] + extra
 
     @property
     def compute_fps(self) -> float:
-        """Frames per second of compute (sampling + VAE decode), as the paper measures."""
+        """Frames per second of compute (sampling + VAE decode + photo layer), as the paper
+        measures."""
         return self.frames / self.compute_seconds
 
     @property
     def end_to_end_fps(self) -> float:
         """Frames per second of the whole run (loading, motion and writing included)."""
         return self.frames / self.seconds
+
+    def _through_photo_layer(self) -> str:
+        if self.model_size is None:
+            return ""
+        return f" (photo layer over the model's {self.model_size}x{self.model_size})"
 
     def summary(self) -> str:
         phases = self.phases
@@ -137,10 +159,14 @@ class GenerateResult:
         )
         return (
             f"{done}: {count(self.frames, 'frame')} ({self.video_seconds:.2f} s) "
-            f"at {self.size}x{self.size} by the {self.model}, {count(self.steps, 'step')} x "
+            f"at {self.size}x{self.size}{self._through_photo_layer()} by the {self.model}, "
+            f"{count(self.steps, 'step')} x "
             f"{count(self.windows, unit)}{attention}, motion from {self.motion}; "
             f"compute {self.compute_seconds:.1f} s = {self.compute_fps:.2f} FPS (sampling "
-            f"{phases['sampling']:.1f} s + VAE decode {phases['decode']:.1f} s); end to end "
+            f"{phases['sampling']:.1f} s + VAE decode {phases['decode']:.1f} s"
+            + (f" + photo layer {phases['photo']:.1f} s" if "photo" in phases else "")
+            + (f" + warp condition {phases['warp']:.1f} s" if "warp" in phases else "")
+            + f"); end to end "
             f"{self.seconds:.1f} s = {self.end_to_end_fps:.2f} FPS, "
             f"{self.seconds / self.video_seconds:.1f} s per second of video (prepare "
             f"{phases['prepare']:.1f} s, write {phases['write']:.1f} s)"
@@ -176,16 +202,21 @@ def window_flow_for(
     keypoints: np.ndarray,
     guidance: float,
     plans: WindowPlans | None = None,
+    warped: torch.Tensor | None = None,
 ) -> WindowFlow:
     """The guided teacher on one window (``flow(x, t, start)``, :data:`.windows.WindowFlow`)
     for ``keypoints`` ``[N, 133, 3]`` (pixels of the ``reference.size`` square frame), every
     window conditioned on the same reference; pose maps are drawn per window. ``plans``:
-    the windows' sparse plans (None: dense attention)."""
+    the windows' sparse plans (None: dense attention). ``warped``: for a warp-conditioned
+    teacher (and only then), the warp condition of the whole video ``[1, C + 1, T, h, w]``
+    (:func:`cospeech.models.warp_condition.warp_condition`); each window gets its latent
+    frames (:func:`sample_latents` checks its shape)."""
     size, num_frames = reference.size, len(keypoints)
     slot, ref_pose = reference_conditions(bundle, reference)
     device = bundle.device
     dense = ConditionedFlow(bundle.teacher)
-    guide = Guidance(guidance, drop=CONDITION_NAMES)
+    check_warp_input(bundle.teacher.config.warp_dim, warped)
+    guide = Guidance(guidance, drop=condition_names(warped is not None))
 
     def window_flow(x: torch.Tensor, t: torch.Tensor, start: int) -> torch.Tensor:
         frames = window_frame_indices(start, x.shape[2], num_frames)
@@ -194,6 +225,8 @@ def window_flow_for(
             "reference": slot,
             "ref_pose": ref_pose,
         }
+        if warped is not None:
+            conditions[WARP_CONDITION] = warp_window(warped, start, start + x.shape[2]).to(device)
         flow = dense
         if plans is not None:
             flow = ConditionedFlow(functools.partial(bundle.teacher, plan=plans(start, x.shape[2])))
@@ -228,18 +261,25 @@ def sample_latents(
     seed: int,
     on_window: Callable[[], None] | None = None,
     plans: WindowPlans | None = None,
+    warped: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Teacher latents ``[1, C, T, h, w]`` for ``keypoints`` ``[N, 133, 3]`` (pixels of the
     ``reference.size`` square frame), windows fused at every step (:class:`FusedWindows`);
-    ``plans``: the windows' sparse plans (:func:`window_plans`; None: dense)."""
-    window_flow = window_flow_for(bundle, reference, keypoints, guidance, plans)
+    ``plans``: the windows' sparse plans (:func:`window_plans`; None: dense). ``warped``
+    ``[1, C + 1, T, h, w]``: the warp condition of the ``N`` frames
+    (:func:`cospeech.models.warp_condition.warp_condition` of the reference warped to each
+    of ``keypoints``), required by a warp-conditioned teacher and refused by any other
+    (InputError)."""
     total = latent_frames(len(keypoints), partial=True)
-    plan = WindowPlan(total, bundle.settings.window, overlap)
-    fused = FusedWindows(window_flow, plan, progress=on_window)
     vae, device = bundle.vae, bundle.device
     side = reference.size // vae.space_stride
+    shape = (1, vae.latent_channels, total, side, side)
+    check_warp_input(bundle.teacher.config.warp_dim, warped, shape)
+    window_flow = window_flow_for(bundle, reference, keypoints, guidance, plans, warped)
+    plan = WindowPlan(total, bundle.settings.window, overlap)
+    fused = FusedWindows(window_flow, plan, progress=on_window)
     generator = torch.Generator().manual_seed(seed)
-    noise = torch.randn((1, vae.latent_channels, total, side, side), generator=generator)
+    noise = torch.randn(shape, generator=generator)
     return sample_euler(fused, noise.to(device), sigmas=sampling_sigmas(steps, shift))
 
 
@@ -320,7 +360,7 @@ def resolve_options(options: GenerateOptions, settings: ModelSettings) -> Genera
     _check_common(resolved, settings.size, "teacher")
     if not 0 <= resolved.overlap < settings.window:
         raise InputError(f"overlap must lie in [0, {settings.window}), got {resolved.overlap}")
-    return resolved
+    return resolve_output_size(resolved)
 
 
 def resolve_student_options(options: GenerateOptions, settings: StudentSampling) -> GenerateOptions:
@@ -343,13 +383,34 @@ def resolve_student_options(options: GenerateOptions, settings: StudentSampling)
     )
     check_range("--steps", resolved.steps, 1, levels)
     _check_common(resolved, settings.size, "student")
-    return resolved
+    return resolve_output_size(resolved)
 
 
 def _check_common(options: GenerateOptions, trained_size: int, model: str) -> None:
     check_range("--seed", options.seed, 0, MAX_SEED)
     check_range("--fps", options.fps, *FPS_RANGE)
     check_size(options.size, trained_size, model)
+
+
+def resolve_output_size(options: GenerateOptions) -> GenerateOptions:
+    """``options`` (``size`` resolved) with ``output_size`` filled and checked: a multiple
+    of :data:`POSE_SIDE_MULTIPLE` from ``size`` to :data:`~.photo_layer.MAX_OUTPUT_SIZE`
+    with the photo layer, ``size`` itself without."""
+    assert options.size is not None
+    if not options.photo_layer:
+        if options.output_size not in (None, options.size):
+            raise InputError(
+                f"--output-size {options.output_size}: without the photo layer the output is "
+                f"the model's {options.size}x{options.size} frames"
+            )
+        return replace(options, output_size=options.size)
+    size = options.output_size or PHOTO_SCALE * options.size
+    if size % POSE_SIDE_MULTIPLE or not options.size <= size <= MAX_OUTPUT_SIZE:
+        raise InputError(
+            f"--output-size {size}: must be a multiple of {POSE_SIDE_MULTIPLE} from the "
+            f"model's size {options.size} to {MAX_OUTPUT_SIZE}"
+        )
+    return replace(options, output_size=size)
 
 
 def fit_length(keypoints: np.ndarray, num_frames: int) -> np.ndarray:

@@ -42,6 +42,7 @@ from cospeech.errors import InputError
 from cospeech.latent_geometry import latent_frames
 from cospeech.media.pixels import tensor_to_pixels
 from cospeech.models.vae.base import DecodeStream
+from cospeech.models.warp_condition import warp_condition, warp_video
 from cospeech.pipeline.bundle import ModelBundle, ModelSettings, load_bundle, load_settings
 from cospeech.pipeline.generate import (
     GenerateOptions,
@@ -55,8 +56,9 @@ from cospeech.pipeline.generate import (
     window_flow_for,
     window_plans,
 )
+from cospeech.pipeline.photo_layer import PhotoLayer, photo_layer_for
 from cospeech.pipeline.plans import ChunkPlans, Density, check_attention
-from cospeech.pipeline.reference import Reference, frame_reference
+from cospeech.pipeline.reference import Reference, describe_framing, frame_reference
 from cospeech.pipeline.student import ChunkConditions, StudentNoise, StudentSampler
 from cospeech.pipeline.windows import SequentialNoise, WindowChain, WindowPlan
 from cospeech.pose.sequence import PoseSequence
@@ -110,8 +112,11 @@ class Chunk:
 @dataclass(frozen=True)
 class Job:
     """One request, prepared: resolved options, the speech ``audio`` ``[samples]`` (as muxed),
-    ``frames`` to make, the framed ``reference`` and the driving ``keypoints``
-    ``[frames, 133, 3]`` (output pixels) from the ``motion`` source."""
+    ``frames`` to make, the ``reference`` framed at the model's side, the driving
+    ``keypoints`` ``[frames, 133, 3]`` (model pixels) from the ``motion`` source, and the
+    ``photo`` layer that makes the output frames (None: the model's frames are the output),
+    and ``photo_note``, what was found in the photo (:func:`.reference.describe_framing`).
+    """
 
     options: GenerateOptions
     audio: np.ndarray = field(repr=False)
@@ -121,6 +126,37 @@ class Job:
     motion: str
     started: float  # time.perf_counter() when the request came in
     prepare_seconds: float
+    photo: PhotoLayer | None = field(default=None, repr=False)
+    photo_note: str = ""
+
+    def output_frames(self, frames: np.ndarray, start: int) -> np.ndarray:
+        """The model's frames ``[n, s, s, 3]`` uint8 for video frames ``start ..`` -> the
+        output frames ``[n, S, S, 3]`` (through the photo layer, if any)."""
+        if self.photo is None:
+            return frames
+        poses = self.keypoints[start : start + len(frames)]
+        return np.stack([self.photo.compose(f, k) for f, k in zip(frames, poses, strict=True)])
+
+    def warp_condition(self, bundle: ModelBundle) -> torch.Tensor | None:
+        """The warp condition ``[1, C + 1, T, h, w]`` of a warp-conditioned model
+        (:mod:`cospeech.models.warp_condition`: the reference warped to every driving pose
+        at the model's size, VAE-encoded, with its validity), None for any other model."""
+        if not bundle.model.config.warp_dim:
+            return None
+        frames, valid = warp_video(self.reference.image, self.reference.keypoints,
+                                   self.keypoints)  # fmt: skip
+        return warp_condition(bundle.vae, frames, valid).to(bundle.device)
+
+    @property
+    def model_size(self) -> int | None:
+        """The model's frame side when the photo layer makes the output, else None."""
+        return self.options.size if self.photo is not None else None
+
+    def output_keypoints(self) -> np.ndarray:
+        """The driving keypoints ``[frames, 133, 3]`` in pixels of the output frames."""
+        keypoints = self.keypoints.copy()
+        keypoints[..., :2] *= self.options.output_size / self.options.size
+        return keypoints
 
 
 class Generator:
@@ -198,14 +234,21 @@ class Generator:
         num_frames = round(len(speech) / SAMPLE_RATE * options.fps)
         if num_frames < 1:
             raise InputError(f"{name}: shorter than one video frame")
-        reference = load_reference(image, options.size, reference_pose)
+        photo, pose = load_photo_pose(image, reference_pose)
+        reference = frame_reference(photo, pose, options.size)
+        layer = None
+        if options.photo_layer:
+            layer = photo_layer_for(self.bundle, frame_reference(photo, pose, options.output_size),
+                                    options.size)  # fmt: skip
         sequence = PoseSequence(reference.keypoints[None], 1.0, options.size, options.size)
         motion, source = speech_motion(
             speech, sequence, options.fps, options.seed, options.learned_motion, progress
         )
         keypoints = fit_length(motion.keypoints, num_frames)
         seconds = time.perf_counter() - started
-        return Job(options, speech, num_frames, reference, keypoints, source, started, seconds)
+        note = describe_framing(photo.shape[1], photo.shape[0], pose)
+        return Job(options, speech, num_frames, reference, keypoints, source, started, seconds,
+                   layer, note)  # fmt: skip
 
     def __call__(
         self,
@@ -232,11 +275,11 @@ class Generator:
         )
         result = self.render(job, progress=progress, output=output)
         if save_pose is not None:
-            size = job.options.size
-            PoseSequence(job.keypoints, job.options.fps, size, size).save(save_pose)
+            size = job.options.output_size
+            PoseSequence(job.output_keypoints(), job.options.fps, size, size).save(save_pose)
         seconds = time.perf_counter() - started
         phases = {**result.phases, "prepare": result.phases["prepare"] + job.started - started}
-        phases["write"] = seconds - phases["prepare"] - phases["sampling"] - phases["decode"]
+        phases["write"] = seconds - sum(v for k, v in phases.items() if k != "write")
         return replace(result, seconds=seconds, phases=phases)
 
     @torch.no_grad()
@@ -253,25 +296,31 @@ class Generator:
                           options.overlap)  # fmt: skip
         plans = window_plans(self.bundle, job.keypoints, options.size, options.attention)
         tick = time.perf_counter()
+        warped = job.warp_condition(self.bundle)
+        if warped is not None:
+            phases["warp"] = time.perf_counter() - tick
+        tick = time.perf_counter()
         with _phase(progress, "generate", "sampling", options.steps * len(plan.starts),
                     "window step") as update:  # fmt: skip
             latents = sample_latents(
                 self.bundle, job.reference, job.keypoints, steps=options.steps,
                 guidance=options.guidance, shift=options.shift, overlap=options.overlap,
-                seed=options.seed, on_window=lambda: update(1), plans=plans,
+                seed=options.seed, on_window=lambda: update(1), plans=plans, warped=warped,
             )  # fmt: skip
         phases["sampling"] = time.perf_counter() - tick
         frames = decode_frames(self.bundle.vae, latents, job.frames)
         with _video_sink(output, job) as (sink, kept):
-            phases["decode"] = _decode_into(frames, sink, job.frames, progress)
+            phases["decode"], phases["photo"] = _decode_into(frames, job, sink, progress)
         seconds = time.perf_counter() - job.started
         phases["write"] = seconds - sum(phases.values())
         return GenerateResult(
-            Path(output) if output is not None else None, job.frames, options.fps, options.size,
-            options.steps, len(plan.starts), job.motion, seconds, job.keypoints, phases,
+            Path(output) if output is not None else None, job.frames, options.fps,
+            options.output_size, options.steps, len(plan.starts), job.motion, seconds,
+            job.output_keypoints(), phases,
             video=np.stack(kept) if output is None else None, model="teacher",
             attention=options.attention,
             attention_density=plans.density.mean if plans is not None else None,
+            photo_note=job.photo_note, model_size=job.model_size,
         )  # fmt: skip
 
     def _render_student(
@@ -285,14 +334,16 @@ class Generator:
                 for frame in chunk.frames:
                     sink(frame)
         seconds = time.perf_counter() - job.started
-        phases = {key: stream.phases[key] for key in ("prepare", "sampling", "decode")}
+        phases = dict(stream.phases)
         phases["write"] = seconds - sum(phases.values())
         options = job.options
         return GenerateResult(
-            Path(output) if output is not None else None, job.frames, options.fps, options.size,
-            options.steps, stream.windows, job.motion, seconds, job.keypoints, phases,
+            Path(output) if output is not None else None, job.frames, options.fps,
+            options.output_size, options.steps, stream.windows, job.motion, seconds,
+            job.output_keypoints(), phases,
             video=np.stack(kept) if output is None else None, model="student",
             attention=options.attention, attention_density=stream.attention_density,
+            photo_note=job.photo_note, model_size=job.model_size,
         )  # fmt: skip
 
     def stream(
@@ -323,13 +374,15 @@ class FrameStream:
     """An iterator of :class:`Chunk` s: one per window of :class:`WindowChain` (teacher),
     or per chunk of the :class:`~.student.StudentSampler` (student).
 
-    Attributes while it runs: ``total`` frames, ``fps``, ``size``, ``audio`` (the whole
+    Attributes while it runs: ``total`` frames, ``fps``, ``size`` (output), ``audio`` (the whole
     speech, as muxed), ``keypoints`` ``[total, 133, 3]``, ``motion``, ``model``
     (``teacher`` / ``student``), ``windows`` (the teacher's windows or the student's
     chunks), ``first_chunk_seconds`` (wall time from the request (``job.started``) to the
     first chunk decoded, None before it), ``phases`` (seconds: ``prepare``, ``sampling``,
-    ``decode``), ``peak_latent_frames`` (the most latent frames held at once by the
-    sampler: window state and shared frames, or KV cache and chunk state),
+    ``decode``, ``photo`` (the photo layer), and ``warp`` (the warp condition) for a
+    warp-conditioned model), ``peak_latent_frames`` (the most latent
+    frames held at once by the sampler: window state and shared frames, or KV cache and
+    chunk state),
     ``attention_density`` (mean token density of the sparse plans so far; None for dense),
     ``cancelled``. :meth:`close` (or leaving the iteration) frees the window state.
     """
@@ -342,7 +395,7 @@ class FrameStream:
         progress: ProgressArg,
     ) -> None:
         self.bundle, self.job, self.cancel, self.progress = bundle, job, cancel, progress
-        self.total, self.fps, self.size = job.frames, job.options.fps, job.options.size
+        self.total, self.fps, self.size = job.frames, job.options.fps, job.options.output_size
         self.audio, self.keypoints, self.motion = job.audio, job.keypoints, job.motion
         self.model = bundle.kind
         self.total_latents = latent_frames(job.frames, partial=True)
@@ -355,7 +408,8 @@ class FrameStream:
             self.windows = -(-self.total_latents // bundle.settings.chunk_frames)
         self._density: Density | None = None
         self.first_chunk_seconds: float | None = None
-        self.phases = {"prepare": job.prepare_seconds, "sampling": 0.0, "decode": 0.0}
+        self.phases = {"prepare": job.prepare_seconds, "sampling": 0.0, "decode": 0.0,
+                       "photo": 0.0}  # fmt: skip
         self.peak_latent_frames = 0
         self.cancelled = False
         self._chunks = self._run()
@@ -374,6 +428,14 @@ class FrameStream:
     def attention_density(self) -> float | None:
         return self._density.mean if self._density is not None else None
 
+    def _warp_condition(self) -> torch.Tensor | None:
+        """:meth:`Job.warp_condition`, its time counted in the ``warp`` phase."""
+        tick = time.perf_counter()
+        warped = self.job.warp_condition(self.bundle)
+        if warped is not None:
+            self.phases["warp"] = self.phases.get("warp", 0.0) + time.perf_counter() - tick
+        return warped
+
     def _check_cancel(self) -> None:
         if self.cancel is not None and self.cancel.is_set():
             raise _Cancelled
@@ -387,11 +449,12 @@ class FrameStream:
     def _teacher_latents(self) -> Iterator[tuple[torch.Tensor, int]]:
         """Each window's new latent frames and the latent frames held while it ran."""
         options, vae, device = self.job.options, self.bundle.vae, self.bundle.device
-        plans = window_plans(self.bundle, self.keypoints, self.size, options.attention, keep=1)
+        size = options.size
+        plans = window_plans(self.bundle, self.keypoints, size, options.attention, keep=1)
         self._density = plans.density if plans is not None else None
         window_flow = window_flow_for(self.bundle, self.job.reference, self.keypoints,
-                                      options.guidance, plans)  # fmt: skip
-        side = self.size // vae.space_stride
+                                      options.guidance, plans, self._warp_condition())  # fmt: skip
+        side = size // vae.space_stride
         draw = SequentialNoise((1, vae.latent_channels, side, side), options.seed)
         assert self.plan is not None
         chain = WindowChain(
@@ -407,15 +470,16 @@ class FrameStream:
         slot, ref_pose = reference_conditions(bundle, self.job.reference)
         plans = None
         if options.attention != "dense":
-            plans = ChunkPlans(self.keypoints, self.size, plan_options(bundle, options.attention),
-                               bundle.device)  # fmt: skip
+            plans = ChunkPlans(self.keypoints, options.size,
+                               plan_options(bundle, options.attention), bundle.device)  # fmt: skip
             self._density = plans.density
-        side = self.size // vae.space_stride
+        side = options.size // vae.space_stride
+        conditions = ChunkConditions(self.keypoints, options.size, slot, ref_pose,
+                                     self._warp_condition())  # fmt: skip
         sampler = StudentSampler(
-            bundle.model, bundle.settings, ChunkConditions(self.keypoints, self.size, slot,
-            ref_pose), self.total_latents, levels=options.steps, shift=options.shift,
-            noise=StudentNoise((1, vae.latent_channels, side, side), options.seed), plans=plans,
-            on_level=lambda: self._on_step(0, 0),
+            bundle.model, bundle.settings, conditions, self.total_latents, levels=options.steps,
+            shift=options.shift, plans=plans, on_level=lambda: self._on_step(0, 0),
+            noise=StudentNoise((1, vae.latent_channels, side, side), options.seed),
         )  # fmt: skip
         for chunk in sampler:
             yield chunk.latents, chunk.held
@@ -440,7 +504,10 @@ class FrameStream:
                 decoded = time.perf_counter()
                 self.phases["sampling"] += decoded - tick
                 frames = _decode_latents(decoder, latents)[: self.total - emitted]
-                self.phases["decode"] += time.perf_counter() - decoded
+                composed = time.perf_counter()
+                self.phases["decode"] += composed - decoded
+                frames = self.job.output_frames(frames, emitted)
+                self.phases["photo"] += time.perf_counter() - composed
                 chunk = Chunk(
                     frames, self._audio_between(emitted, emitted + len(frames)), emitted,
                     self.total, self.fps, time.perf_counter() - self.job.started,
@@ -478,32 +545,39 @@ def load_speech(audio: AudioInput) -> tuple[np.ndarray, str]:
 def load_reference(image: ImageInput, size: int, reference_pose: PoseInput) -> Reference:
     """The photo framed at ``size`` (:func:`.reference.frame_reference`) with its keypoints:
     ``reference_pose`` (checked to be of the photo's frame size) or detected."""
-    from cospeech.pose.extract import read_image
+    return frame_reference(*load_photo_pose(image, reference_pose), size)
+
+
+def load_photo_pose(
+    image: ImageInput, reference_pose: PoseInput
+) -> tuple[np.ndarray, PoseSequence]:
+    """The photo, uint8 ``[H, W, 3]`` (a file's size checked before it is decoded,
+    :func:`cospeech.pose.person.load_photo`), and its keypoints (:func:`_photo_pose`)."""
+    from cospeech.pose.person import MAX_PHOTO_PIXELS, load_photo
 
     if isinstance(image, np.ndarray):
         photo, name = image, "image"
         if photo.ndim != 3 or photo.shape[2] != 3 or photo.dtype != np.uint8 or not photo.size:
             raise InputError(f"image: expected uint8 [H, W, 3], got {photo.dtype} "
                              f"{list(photo.shape)}")  # fmt: skip
+        if photo.shape[0] * photo.shape[1] > MAX_PHOTO_PIXELS:
+            raise InputError(f"image: {photo.shape[1]}x{photo.shape[0]} is over the "
+                             f"{MAX_PHOTO_PIXELS // 1_000_000}-megapixel limit")  # fmt: skip
     else:
-        photo, name = read_image(image), str(image)
-    pose = _photo_pose(photo, name, reference_pose)
-    return frame_reference(photo, pose, size)
+        photo, name = load_photo(image), f"image {image}"
+    return photo, _photo_pose(photo, name, reference_pose)
 
 
 def _photo_pose(photo: np.ndarray, name: str, reference_pose: PoseInput) -> PoseSequence:
-    """The photo's keypoints: given (of the photo's frame size) or detected with mediapipe."""
+    """The photo's keypoints: given (of the photo's frame size), or those of the one person
+    mediapipe finds (:func:`cospeech.pose.person.person_keypoints`: InputError for no
+    person or several)."""
     height, width = photo.shape[:2]
     if reference_pose is None:
-        from cospeech.pose.extract import IMAGE_FPS, open_extractor
+        from cospeech.pose.extract import IMAGE_FPS
+        from cospeech.pose.person import person_keypoints
 
-        extractor = open_extractor(static_images=True)
-        try:
-            keypoints = extractor(photo)
-        finally:
-            extractor.close()
-        if not (keypoints[:, 2] > 0).any():
-            raise InputError(f"image {name}: no person found")
+        keypoints = person_keypoints(photo, name=name)
         return PoseSequence(keypoints[None], IMAGE_FPS, width, height)
     pose = reference_pose
     if not isinstance(pose, PoseSequence):
@@ -556,19 +630,23 @@ def _video_sink(
 
 
 def _decode_into(
-    frames: Iterator[np.ndarray], sink: Callable[[np.ndarray], None], total: int,
+    frames: Iterator[np.ndarray], job: Job, sink: Callable[[np.ndarray], None],
     progress: ProgressArg,
-) -> float:  # fmt: skip
-    """Feed ``total`` lazily decoded ``frames`` to ``sink``; returns the seconds spent
-    decoding (the sink's own time, e.g. H.264 encoding, left out)."""
-    started, sinking = time.perf_counter(), 0.0
-    with _phase(progress, "decode", "decode", total, "frame") as update:
-        for frame in frames:
+) -> tuple[float, float]:  # fmt: skip
+    """Feed the job's lazily decoded model ``frames`` through its photo layer to ``sink``;
+    returns the seconds spent decoding and in the photo layer (the sink's own time, e.g.
+    H.264 encoding, left out)."""
+    started, sinking, composing = time.perf_counter(), 0.0, 0.0
+    with _phase(progress, "decode", "decode", job.frames, "frame") as update:
+        for index, frame in enumerate(frames):
             tick = time.perf_counter()
-            sink(frame)
-            sinking += time.perf_counter() - tick
+            output = job.output_frames(frame[None], index)[0]
+            composed = time.perf_counter()
+            sink(output)
+            sinking += time.perf_counter() - composed
+            composing += composed - tick
             update(1)
-    return time.perf_counter() - started - sinking
+    return time.perf_counter() - started - sinking - composing, composing
 
 
 def generate_stream(
@@ -613,18 +691,20 @@ def generate_stream(
             first = first if first is not None else time.perf_counter() - started
             writer.write(chunk.frames, chunk.audio)
     if save_pose is not None:
-        PoseSequence(stream.keypoints, stream.fps, stream.size, stream.size).save(save_pose)
+        keypoints = stream.job.output_keypoints()
+        PoseSequence(keypoints, stream.fps, stream.size, stream.size).save(save_pose)
     seconds = time.perf_counter() - started
     phases = {
         "prepare": prepared - started,
-        **{k: stream.phases[k] for k in ("sampling", "decode")},
+        **{k: v for k, v in stream.phases.items() if k != "prepare"},
     }
     phases["write"] = seconds - sum(phases.values())
     return GenerateResult(
         None if to_stdout else Path(out), stream.total, stream.fps, stream.size, options.steps,
-        stream.windows, stream.motion, seconds, stream.keypoints, phases,
+        stream.windows, stream.motion, seconds, stream.job.output_keypoints(), phases,
         first_frame_seconds=first, model=stream.model, attention=options.attention,
-        attention_density=stream.attention_density,
+        attention_density=stream.attention_density, photo_note=stream.job.photo_note,
+        model_size=stream.job.model_size,
     )  # fmt: skip
 
 

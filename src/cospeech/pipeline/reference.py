@@ -60,6 +60,31 @@ def crop_box(keypoints: np.ndarray, framing: Framing) -> tuple[float, float, flo
     return left, top, side
 
 
+def describe_framing(
+    width: int, height: int, pose: PoseSequence, framing: Framing | None = None
+) -> str:
+    """One line on what was found in a ``width x height`` photo with ``pose`` (one frame,
+    any scale of the photo's pixels) and the square :func:`frame_reference` cuts, e.g.
+    ``512x512 photo: one person, shoulders 180 px apart; framed 439 px square at (37, -21),
+    8 % of it outside the photo (its border repeated)``."""
+    keypoints = pose.keypoints[0].copy()
+    keypoints[:, 0] *= width / pose.width
+    keypoints[:, 1] *= height / pose.height
+    left, top, side = crop_box(keypoints, framing or Framing())
+    shoulders = keypoints[[schema.LEFT_SHOULDER, schema.RIGHT_SHOULDER], :2]
+    inside_w = max(0.0, min(left + side, width) - max(left, 0.0))
+    inside_h = max(0.0, min(top + side, height) - max(top, 0.0))
+    outside = 1.0 - inside_w * inside_h / side**2
+    text = (
+        f"{width}x{height} photo: one person, shoulders "
+        f"{np.linalg.norm(shoulders[0] - shoulders[1]):.0f} px apart; framed {side:.0f} px "
+        f"square at ({left:.0f}, {top:.0f})"
+    )
+    if outside < 0.005:
+        return text + ", inside the photo"
+    return text + f", {100 * outside:.0f} % of it outside the photo (its border repeated)"
+
+
 def frame_reference(
     image: np.ndarray, pose: PoseSequence, size: int, framing: Framing | None = None
 ) -> Reference:

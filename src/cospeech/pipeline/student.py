@@ -21,6 +21,12 @@ from the guided teacher). The cache keeps ``cache_sink`` chunks forever and a ro
 window of :func:`cache_window_chunks` chunks, so memory, RoPE positions and time per chunk
 stay bounded however long the speech; with ``attention`` ``sparse`` / ``global`` each chunk
 runs with the causal plan of its own and the cached frames (:class:`.plans.ChunkPlans`).
+
+A warp-conditioned student (``warp_dim > 0``, distilled from a warp-conditioned teacher)
+also takes the reference warped to every frame's pose (``warped`` ``[1, C + 1, T, h, w]``
+of the whole video, :func:`cospeech.models.warp_condition.warp_condition`): each chunk gets
+its own latent frames of it, for its denoising calls and its commit, so the cached keys of
+an earlier chunk are those of its own warp frames.
 """
 
 from __future__ import annotations
@@ -36,12 +42,14 @@ from torch import Tensor
 from cospeech.diffusion import add_noise, flow_to_x0, sigma_to_timestep, step_list_sigmas
 from cospeech.models import KVCache, VideoDiT
 from cospeech.models.i2v import (
+    WARP_CONDITION,
     ConditionedFlow,
     StudentSampling,
     chunk_conditions,
     chunk_video_range,
     pose_maps,
 )
+from cospeech.models.warp_condition import check_warp_input
 from cospeech.pipeline.plans import ChunkPlans
 from cospeech.pipeline.windows import SequentialNoise
 
@@ -90,18 +98,36 @@ class ChunkConditions:
     - 1`` (:func:`~cospeech.models.i2v.chunk_conditions`), pose maps drawn for just those
     frames from ``keypoints`` ``[N, 133, 3]`` (pixels of the ``size`` frame; the last
     partial latent frame holds the last pose). ``slot`` ``[1, 4 + C, 1, h, w]``: the
-    reference slot; ``ref_pose`` ``[1, 3, size, size]``."""
+    reference slot; ``ref_pose`` ``[1, 3, size, size]``; ``warped`` (a warp-conditioned
+    student only) ``[1, C + 1, T, h, w]``: the warp condition of the whole video, of which
+    each chunk gets latent frames ``start .. stop - 1``."""
 
-    def __init__(self, keypoints: np.ndarray, size: int, slot: Tensor, ref_pose: Tensor) -> None:
+    def __init__(
+        self,
+        keypoints: np.ndarray,
+        size: int,
+        slot: Tensor,
+        ref_pose: Tensor,
+        warped: Tensor | None = None,
+    ) -> None:
         self.keypoints, self.size = keypoints, size
         self.slot, self.ref_pose = slot, ref_pose
+        self.warped = None if warped is None else warped.to(slot.device)
 
     def __call__(self, start: int, stop: int) -> dict[str, Tensor]:
         first, last = chunk_video_range(start, stop)
         frames = np.minimum(np.arange(first, last), len(self.keypoints) - 1)
         maps = pose_maps(self.keypoints[frames], self.size).to(self.slot.device)
         conditions = {"pose": maps, "reference": self.slot, "ref_pose": self.ref_pose}
+        if self.warped is not None:
+            conditions[WARP_CONDITION] = self.warped
         return chunk_conditions(conditions, start, stop, first_frame=first)
+
+    def check_warp(self, warp_dim: int, total: int) -> None:
+        """InputError unless ``warped`` fits a student with ``warp_dim`` warp channels (0:
+        none, ``warped`` must be None) over ``total`` latent frames of the slot's grid."""
+        shape = (1, self.slot.shape[1], total, *self.slot.shape[-2:])
+        check_warp_input(warp_dim, self.warped, shape)
 
 
 @dataclass(frozen=True)
@@ -121,7 +147,8 @@ class StudentSampler:
     """Iterate it for :class:`StudentChunk` s, in order (see the module docstring).
 
     ``model``: the student DiT; ``sampling``: its settings; ``conditions``:
-    :class:`ChunkConditions`; ``total``: latent frames; ``levels``: how many levels of the
+    :class:`ChunkConditions` (with ``warped`` exactly when the student has warp channels:
+    InputError otherwise); ``total``: latent frames; ``levels``: how many levels of the
     step list (1 .. all); ``shift``: the step list's warp; ``noise``: :class:`StudentNoise`
     (or a source like it); ``plans``: :class:`ChunkPlans` (None: dense attention);
     ``on_level``: called after every level of every chunk (it may raise to stop).
@@ -131,7 +158,7 @@ class StudentSampler:
         self,
         model: VideoDiT,
         sampling: StudentSampling,
-        conditions: Callable[[int, int], dict[str, Tensor]],
+        conditions: ChunkConditions,
         total: int,
         *,
         levels: int,
@@ -140,6 +167,7 @@ class StudentSampler:
         plans: ChunkPlans | None = None,
         on_level: Callable[[], None] | None = None,
     ) -> None:
+        conditions.check_warp(model.config.warp_dim, total)
         self.model, self.sampling, self.conditions = model, sampling, conditions
         self.total, self.noise, self.plans, self.on_level = total, noise, plans, on_level
         self.sigmas = step_list_sigmas(sampling.steps, shift)[:levels].tolist()

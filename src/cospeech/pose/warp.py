@@ -12,15 +12,19 @@ displacements are blended with those weights on a coarse grid, upsampled, and th
 sampled once (``cv2.remap``).
 
 The validity mask marks what the warp cannot know: a target pixel whose source lies outside
-the reference, or a background pixel whose source is covered by the person in the
-reference (a hand moved away uncovers background that the photo never showed).
+the reference, a background pixel whose source is covered by the person in the reference
+(a hand moved away uncovers background that the photo never showed), or a pixel inside the
+target's open mouth (the inner-lip polygon) whose source is not inside the reference's
+(stretched lips are not teeth or a mouth interior).
 
-A building block of the real-photo teacher (issue 13); the pipeline does not use it yet.
-docs/pose.md has the rules, the speed and the limits.
+The generation pipeline's photo layer (:mod:`cospeech.pipeline.photo_layer`) warps the
+photo with it and lets the model paint what is not valid. docs/pose.md has the rules, the
+speed and the limits.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -50,6 +54,8 @@ the shoulders joined to the torso."""
 BACKGROUNDS = ("identity", "torso")
 HIP_DROP = 1.5
 """Stand-in hips lie this many shoulder widths below the shoulders (:func:`warp_map`)."""
+MIN_MOUTH_AREA = 2.0
+"""Pixels²: a photo's inner-lip polygon smaller than this shows no mouth interior."""
 _MIN_WEIGHT = 1e-3  # a region's MLS is evaluated only where its weight exceeds this
 
 
@@ -61,7 +67,9 @@ class WarpConfig:
     that replace ``margin`` for those regions (the face's landmarks stop at the brows: a
     larger margin takes the forehead and hair along); ``alpha``: MLS weight falloff;
     ``background``: ``identity`` (a static backdrop) or ``torso`` (moves with the torso);
-    ``min_confidence``: keypoints below it (in either pose) are not used."""
+    ``min_confidence``: keypoints below it (in either pose) are not used; ``new_mouth``:
+    mark the inside of a mouth opened wider than in the photo not valid (else the stretched
+    lips stand for it)."""
 
     grid: int = 4
     margin: float = 0.04
@@ -70,6 +78,7 @@ class WarpConfig:
     alpha: float = 1.0
     background: str = "identity"
     min_confidence: float = 0.3
+    new_mouth: bool = True
 
     def __post_init__(self) -> None:
         if not 1 <= int(self.grid) <= 64:
@@ -158,7 +167,10 @@ def warp_map(
     coarse = np.concatenate([displacement, background[..., None]], axis=-1)
     full = upsample_field(coarse, config.grid, height, width)
     source = pixel_centres(height, width) + full[..., :2]
-    return WarpMap(source, _validity(source, full[..., 2], src, regions, config))
+    valid = _validity(source, full[..., 2], src, regions, config)
+    if config.new_mouth:
+        valid &= ~_new_mouth_interior(source, src, tgt, config)
+    return WarpMap(source, valid)
 
 
 def _blend(
@@ -200,10 +212,66 @@ def _validity(
     is background (``background`` weight ``[H, W]`` > 0.5) does not sample the person (the
     soft mask of the photo's pose, ``keypoints``, > 0.5: disoccluded)."""
     height, width = source.shape[:2]
-    masks = _soft_masks(keypoints, _confident(keypoints, config), height, width, regions, config)
-    person = 1.0 - _composite(masks)[1]
+    frozen = tuple(regions.items())
+    person = _person_mask(keypoints.tobytes(), height, width, frozen, config)
     shows_person = _sample_coarse(person, source, config.grid) > 0.5
     return _inside(source, height, width) & ~((background > 0.5) & shows_person)
+
+
+@functools.lru_cache(maxsize=8)
+def _person_mask(
+    keypoints: bytes,
+    height: int,
+    width: int,
+    regions: tuple[tuple[str, tuple[tuple[int, ...], ...]], ...],
+    config: WarpConfig,
+) -> np.ndarray:
+    """The soft mask ``[h, w]`` of the person in the photo's pose (``keypoints``: the bytes
+    of its float64 ``[133, 3]``) at the grid nodes. Cached: every frame warped from one
+    photo needs the same mask (a third of a frame's warping time)."""
+    frame = np.frombuffer(keypoints, dtype=np.float64).reshape(s.NUM_KEYPOINTS, 3)
+    masks = _soft_masks(frame, _confident(frame, config), height, width, dict(regions), config)
+    person = 1.0 - _composite(masks)[1]
+    person.flags.writeable = False  # shared by every later call
+    return person
+
+
+def _new_mouth_interior(
+    source: np.ndarray, reference: np.ndarray, target: np.ndarray, config: WarpConfig
+) -> np.ndarray:
+    """Bool ``[H, W]``: inside the target's inner-lip polygon, sampling a point outside the
+    reference's (all False unless both poses show every inner-lip point)."""
+    height, width = source.shape[:2]
+    lips = list(s.FACE_INNER_LIPS)
+    if not (_confident(reference, config)[lips].all() and _confident(target, config)[lips].all()):
+        return np.zeros((height, width), dtype=bool)
+    opening = _polygon_mask(target[lips, :2], height, width) > 0
+    if not opening.any():
+        return opening
+    if _area(reference[lips, :2]) < MIN_MOUTH_AREA:
+        return opening  # the photo's mouth is closed: it shows no interior anywhere
+    xy = source - 0.5  # continuous -> pixel-index coordinates, as for the image
+    was_open = cv2.remap(
+        _polygon_mask(reference[lips, :2], height, width), xy[..., 0], xy[..., 1],
+        cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0,
+    )  # fmt: skip
+    return opening & (was_open == 0)
+
+
+def _area(points: np.ndarray) -> float:
+    """Area of polygon ``points`` ``[K, 2]`` (shoelace formula)."""
+    x, y = points[:, 0], points[:, 1]
+    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+
+
+def _polygon_mask(points: np.ndarray, height: int, width: int) -> np.ndarray:
+    """uint8 ``[H, W]``: 1 on the pixels whose centres lie inside polygon ``points`` ``[K, 2]``
+    (continuous pixel coordinates), drawn with 1/16-pixel precision."""
+    mask = np.zeros((height, width), dtype=np.uint8)
+    shift = 4
+    vertices = np.round((points - 0.5) * (1 << shift)).astype(np.int32)
+    cv2.fillPoly(mask, [vertices], 1, lineType=cv2.LINE_8, shift=shift)
+    return mask
 
 
 def _keypoints(frame: np.ndarray, name: str) -> np.ndarray:

@@ -54,19 +54,25 @@ class OptimConfig:
 
 @dataclass
 class LoRAConfig:
-    """Low-rank adapters through peft (for large pretrained models); rank 0 = off."""
+    """Low-rank adapters through peft (for large pretrained models); rank 0 = off.
+
+    ``train_modules``: modules trained in full beside the adapters, named as
+    ``target_modules`` are (e.g. ``patch_embedding``, widened for the warp condition)."""
 
     rank: int = 0
     alpha: float = 0.0
     dropout: float = 0.0
     target_modules: tuple[str, ...] = ("q", "k", "v", "o", "ffn.0", "ffn.2")
+    train_modules: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_range("train.lora.rank", self.rank, 0)
         check_range("train.lora.alpha", self.alpha, 0)
         check_fraction("train.lora.dropout", self.dropout)
-        if self.rank == 0 and (self.alpha or self.dropout):
-            raise InputError("train.lora.alpha and dropout do nothing with lora.rank 0")
+        if self.rank == 0 and (self.alpha or self.dropout or self.train_modules):
+            raise InputError(
+                "train.lora.alpha, dropout and train_modules do nothing with lora.rank 0"
+            )
 
 
 @dataclass

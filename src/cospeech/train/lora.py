@@ -13,19 +13,23 @@ from cospeech.train.config import LoRAConfig
 def apply_lora(model: nn.Module, config: LoRAConfig) -> nn.Module:
     """Inject LoRA adapters into the linear layers whose names end with a target name.
 
-    Only the adapter weights stay trainable; the adapters' B matrices start at zero, so the
-    model's output is unchanged until training moves them. ``alpha`` 0 means ``alpha = rank``.
+    Only the adapter weights stay trainable, and every parameter of the modules named in
+    ``train_modules``; the adapters' B matrices start at zero, so the model's output is
+    unchanged until training moves them. ``alpha`` 0 means ``alpha = rank``.
     """
     from peft import LoraConfig, inject_adapter_in_model
 
     targets = [
         name
         for name, module in model.named_modules()
-        if isinstance(module, nn.Linear)
-        and any(name == t or name.endswith(f".{t}") for t in config.target_modules)
+        if isinstance(module, nn.Linear) and _named(name, config.target_modules)
     ]
     if not targets:
         raise InputError(f"LoRA: no linear layer matches {list(config.target_modules)}")
+    full = [name for name, _ in model.named_modules() if _named(name, config.train_modules)]
+    missing = [t for t in config.train_modules if not any(_named(n, (t,)) for n in full)]
+    if missing:
+        raise InputError(f"train.lora.train_modules: no module named {missing}")
     peft_config = LoraConfig(
         r=config.rank,
         lora_alpha=config.alpha or config.rank,
@@ -34,8 +38,14 @@ def apply_lora(model: nn.Module, config: LoRAConfig) -> nn.Module:
     )
     model = inject_adapter_in_model(peft_config, model)
     for name, param in model.named_parameters():
-        param.requires_grad_("lora_" in name)
+        in_full = any(name.startswith(f"{module}.") for module in full)
+        param.requires_grad_("lora_" in name or in_full)
     return model
+
+
+def _named(name: str, names: tuple[str, ...]) -> bool:
+    """Whether module ``name`` is one of ``names`` or ends with ``.<one of them>``."""
+    return any(name == t or name.endswith(f".{t}") for t in names)
 
 
 def without_lora(model: nn.Module) -> nn.Module:

@@ -26,7 +26,8 @@ from cospeech.eval.video.image_quality import (
     laplacian_variance,
     luma,
 )
-from cospeech.eval.video.sync import MAX_OFFSET, estimate_sync, loudness_envelope, mouth_opening
+from cospeech.eval.video.sync import MAX_OFFSET, estimate_sync, loudness_envelope
+from cospeech.pose.face68 import mouth_opening
 
 MEASURES = ("identity", "sync", "hands", "quality")
 SAMPLE_RATE = 16000

@@ -22,12 +22,7 @@ import numpy as np
 
 from cospeech.errors import InputError
 from cospeech.motion.metrics import correlation
-from cospeech.pose import schema
 
-INNER_LIP_TOP = schema.INNER_LIP_TOP - schema.FACE_OFFSET  # 62
-INNER_LIP_BOTTOM = schema.INNER_LIP_BOTTOM - schema.FACE_OFFSET  # 66
-RIGHT_EYE = [i - schema.FACE_OFFSET for i in schema.FACE_RIGHT_EYE]  # 36-41
-LEFT_EYE = [i - schema.FACE_OFFSET for i in schema.FACE_LEFT_EYE]  # 42-47
 FLOOR_DB = 50.0
 MAX_OFFSET = 15
 MIN_OVERLAP = 8  # fewer frame pairs than this give no correlation at an offset
@@ -44,19 +39,6 @@ class SyncResult:
     offset: int | None
     confidence: float
     zero_offset_correlation: float
-
-
-def mouth_opening(landmarks: np.ndarray) -> np.ndarray:
-    """Inner-lip gap over inter-ocular distance ``[F]`` from landmarks ``[F, 68, 2]`` (NaN
-    rows, frames without a face, give NaN)."""
-    landmarks = np.asarray(landmarks, np.float64)
-    if landmarks.ndim != 3 or landmarks.shape[1:] != (68, 2):
-        raise InputError(f"landmarks must be [F, 68, 2], got {list(landmarks.shape)}")
-    gap = np.linalg.norm(landmarks[:, INNER_LIP_TOP] - landmarks[:, INNER_LIP_BOTTOM], axis=-1)
-    eyes = landmarks[:, RIGHT_EYE].mean(axis=1) - landmarks[:, LEFT_EYE].mean(axis=1)
-    ocular = np.linalg.norm(eyes, axis=-1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(ocular > 0, gap / ocular, np.nan)
 
 
 def loudness_envelope(audio: np.ndarray, sample_rate: int, fps: float, frames: int) -> np.ndarray:

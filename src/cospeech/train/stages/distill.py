@@ -37,6 +37,18 @@ process with batch 2B (up to float summation order).
 
 The student folder is ``final-ema`` (the EMA weights) with ``sampling.json``
 (:class:`StudentSampling`).
+
+**Warp-conditioned teacher.** When ``stage.teacher`` has warp channels (``warp_dim`` > 0 in
+its ``config.json``, a teacher trained with ``stage.warp``), the stage runs as with
+``stage.warp``: the latent cache also holds the warp condition of every window
+(``<clip>.warp.safetensors``, :mod:`.teacher`), and ``warped`` conditions every call of the
+real score, the critic and the student (sliced per chunk in the rollouts, zeros in
+guidance's unconditional branch). ``stage.init`` (optional) is where the student starts
+instead of the teacher: a model folder of the teacher's architecture, e.g. a student
+distilled from the teacher before it was warp-conditioned (an int8 delta folder such as the
+shipped student loads over its sibling ``teacher/``); without warp channels it is widened
+with zero weights (:func:`cospeech.models.i2v.expand_for_warp`: it starts as it was). The
+critic and the real score stay copies of the teacher.
 """
 
 from __future__ import annotations
@@ -44,7 +56,7 @@ from __future__ import annotations
 import copy
 import functools
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -66,13 +78,17 @@ from cospeech.diffusion import (
 from cospeech.errors import InputError, check_range
 from cospeech.jsonfile import write_json
 from cospeech.media.pixels import tensor_to_pixels
-from cospeech.models import KVCache
+from cospeech.models import KVCache, VideoDiT
+from cospeech.models.checkpoint import read_config
+from cospeech.models.delta_folder import load_dit
 from cospeech.models.i2v import (
-    CONDITION_NAMES,
     STUDENT_KIND,
+    WARP_CONDITION,
     ConditionedFlow,
     StudentSampling,
     chunk_conditions,
+    condition_names,
+    expand_for_warp,
     reference_slot,
 )
 from cospeech.train.config import OptimConfig, TrainConfig, check_positive
@@ -115,7 +131,9 @@ class Config(teacher.Config):
     off); ``region_lambdas``: lambda_r of Eq. 5 per region; ``arcface``: an ArcFace
     ``backbone.pth`` for the face term; ``lpips`` + ``lpips_backbone`` (+ ``lpips_net``
     alex|vgg): LPIPS lin and torchvision weights for the other regions. Without them the
-    VAE-feature substitute is used (docs/training.md).
+    VAE-feature substitute is used (docs/training.md). ``init``: the student's start (empty
+    = the teacher; see the module docstring); ``warp``: implied by a warp-conditioned
+    teacher (with an empty ``teacher``: a fresh warp-conditioned ``model``).
     """
 
     teacher: str = ""
@@ -170,7 +188,13 @@ def check_distill_config(config: Config) -> None:
                 f"stage.{name} must be one of {ATTENTIONS}, got {getattr(config, name)!r}"
             )
     sparse.check_plan_options(config.k, config.block_size, config.sparse_backend)
-    sparse.check_model_folder(config.teacher, "stage.teacher")
+    teacher.check_model_folder(config.teacher, "stage.teacher")
+    teacher.check_model_folder(config.init, "stage.init")
+    if config.warp and config.teacher and not teacher_warp_dim(config.teacher):
+        raise InputError(
+            f"stage.warp: the teacher {config.teacher} has no warp channels (it was not trained "
+            "with stage.warp); give a warp-conditioned teacher or drop stage.warp"
+        )
     steps = [float(s) for s in config.steps]
     if not steps or any(not 0 < s <= 1000 for s in steps) or steps != sorted(steps, reverse=True):
         raise InputError(f"stage.steps must be decreasing timesteps in (0, 1000], got {steps}")
@@ -201,6 +225,12 @@ def check_distill_config(config: Config) -> None:
         path = getattr(config, name)
         if path and not Path(path).is_file():
             raise InputError(f"stage.{name}: {path}: no such file")
+
+
+def teacher_warp_dim(folder: str) -> int:
+    """The warp channels of the model in ``folder`` (its ``config.json``; 0 for none or
+    for an empty ``folder``)."""
+    return read_config(Path(folder)).warp_dim if folder else 0
 
 
 class DistillDataset(TeacherDataset):
@@ -246,7 +276,9 @@ class DistillStage:
 
     def __init__(self, config: Config) -> None:
         check_distill_config(config)
-        self.data = TeacherStage(config)  # data, latent cache, VAE
+        self.warp = config.warp or teacher_warp_dim(config.teacher) > 0
+        # data, latent cache (with the warp condition for a warp teacher), VAE, fresh model
+        self.data = TeacherStage(replace(config, init="", warp=self.warp))
         self.config = config
         self.sigmas = step_list_sigmas(config.steps, config.step_shift).tolist()
         self._distances: dict[str, nn.Module] | None = None
@@ -256,14 +288,41 @@ class DistillStage:
         return self.data.vae
 
     # -- models ----------------------------------------------------------------------------
+    def teacher_model(self) -> VideoDiT:
+        """The teacher (``stage.teacher``; fresh ``stage.model`` weights when empty)."""
+        return teacher.initial_model(self.data.build_model(), self.config.teacher, "stage.teacher")
+
     def build_model(self) -> nn.Module:
-        return sparse.initial_model(self.data.build_model(), self.config.teacher, "stage.teacher")
+        """The student at its start: the teacher, or ``stage.init`` widened to the teacher's
+        warp channels."""
+        score = self.teacher_model()
+        return self.student_init(score) if self.config.init else score
+
+    def student_init(self, score: VideoDiT) -> VideoDiT:
+        """``stage.init`` (a ``save_pretrained`` or weight-delta folder,
+        :func:`~cospeech.models.delta_folder.load_dit`) with the warp channels of the teacher
+        ``score`` (added with zero weights when it has none), checked to be its model."""
+        folder = self.config.init
+        student = load_dit(Path(folder))
+        warp_dim = score.config.warp_dim
+        if warp_dim and not student.config.warp_dim:
+            student = expand_for_warp(student, warp_dim)
+        if student.config != score.config:
+            raise InputError(
+                f"stage.init: {folder} holds another model than the teacher "
+                f"({student.config.warp_dim} vs {warp_dim} warp channels, in_dim "
+                f"{student.config.in_dim} vs {score.config.in_dim}, {student.config.num_layers} "
+                f"vs {score.config.num_layers} layers); give a model of the teacher's preset"
+            )
+        return student.train(score.training)
 
     def build_modules(self, model: nn.Module) -> dict[str, StageModule]:
-        """The critic (trained) and the real score (frozen), both copies of the teacher."""
+        """The critic (trained) and the real score (frozen), both copies of the teacher (of
+        the student ``model`` itself when it starts as the teacher)."""
+        score = self.teacher_model() if self.config.init else model
         return {
-            CRITIC: StageModule(copy.deepcopy(model), self.config.critic_optim),
-            REAL: StageModule(copy.deepcopy(model), None),
+            CRITIC: StageModule(copy.deepcopy(score), self.config.critic_optim),
+            REAL: StageModule(copy.deepcopy(score), None),
         }
 
     def updates(self, step: int) -> Collection[str]:
@@ -274,7 +333,8 @@ class DistillStage:
 
     def build_dataset(self) -> Dataset:
         dataset = self.data.build_dataset()
-        return DistillDataset(dataset.clips, dataset.references)  # type: ignore[attr-defined]
+        clips, references = dataset.clips, dataset.references  # type: ignore[attr-defined]
+        return DistillDataset(clips, references, warp=self.warp)
 
     # -- plans and rollouts ----------------------------------------------------------------
     def plans(self, model: nn.Module, batch: dict, causal: bool) -> list[SparsePlan]:
@@ -333,11 +393,7 @@ class DistillStage:
     ) -> tuple[Tensor, dict[str, float]]:
         cfg = self.config
         train_generator = MAIN_MODULE in self.updates(step)
-        conditions = {
-            "pose": batch["pose_maps"],
-            "reference": reference_slot(batch["reference_latent"]),
-            "ref_pose": batch["reference_pose_map"],
-        }
+        conditions = self.batch_conditions(batch)
         latents = batch["latents"]
         generators = sample_generators(batch["key"], step)
         rollout_noise = per_sample_randn(
@@ -372,6 +428,17 @@ class DistillStage:
                 metrics.update({f"{name}_{k}": v for k, v in sparse.plan_metrics(plans).items()})
         return total + critic, metrics
 
+    def batch_conditions(self, batch: dict) -> dict[str, Tensor]:
+        """The DiT's conditions of a training batch (with ``warped`` for a warp teacher)."""
+        conditions = {
+            "pose": batch["pose_maps"],
+            "reference": reference_slot(batch["reference_latent"]),
+            "ref_pose": batch["reference_pose_map"],
+        }
+        if self.warp:
+            conditions[WARP_CONDITION] = batch[WARP_CONDITION]
+        return conditions
+
     def _noise_levels(
         self, generators: list[torch.Generator], like: Tensor
     ) -> tuple[Tensor, Tensor]:
@@ -396,7 +463,7 @@ class DistillStage:
         if plans is not None:
             options["plan"] = plans
         flow_model = ConditionedFlow(functools.partial(model, **options))
-        guide = Guidance(1.0 + guidance, drop=CONDITION_NAMES)
+        guide = Guidance(1.0 + guidance, drop=condition_names(self.warp))
 
         def flow(x_t: Tensor, sigma: Tensor) -> Tensor:
             return guide(flow_model, x_t, sigma_to_timestep(sigma), conditions)
@@ -450,6 +517,8 @@ class DistillStage:
                 "reference": reference_slot(reference),
                 "ref_pose": item["reference_pose_map"][None].to(device),
             }
+            if self.warp:
+                conditions[WARP_CONDITION] = self.data.item_warp(item).to(device)
             shape = (1, len(self.sigmas), self.vae.latent_channels, self.data.window_latents,
                      *reference.shape[-2:])  # fmt: skip
             noise = torch.randn(shape, generator=generator).to(device)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -32,8 +31,6 @@ from cospeech.attention.pose_plan import pose_plan
 from cospeech.diffusion import FlowModel
 from cospeech.errors import InputError, check_range
 from cospeech.latent_geometry import TIME_STRIDE
-from cospeech.models import VideoDiT
-from cospeech.models.checkpoint import CONFIG_NAME
 from cospeech.pose.sequence import PoseSequence
 from cospeech.train.config import TrainConfig
 from cospeech.train.distributed import unwrap_model
@@ -43,16 +40,15 @@ from cospeech.train.stages.teacher import TeacherStage
 
 @dataclass
 class Config(teacher.Config):
-    """The ``stage:`` section of a sparse run: the teacher's options plus
+    """The ``stage:`` section of a sparse run: the teacher's options (``init``: the teacher
+    folder to start from; empty = the ``model`` preset with fresh weights, for tests) plus
 
-    ``init``: the teacher folder to start from (``save_pretrained``; empty = the
-    ``model`` preset with fresh weights, for tests); ``k``: K, the most similar frames
+    ``k``: K, the most similar frames
     each query frame keeps (Eq. 2); ``block_size``: tokens per block of the plan;
     ``exact``: mask partial blocks token by token (else whole kept blocks attend);
     ``sparse_backend``: the attention kernel (``auto``: flex on CUDA, gather elsewhere).
     """
 
-    init: str = ""
     k: int = 4
     block_size: int = DEFAULT_BLOCK_SIZE
     exact: bool = True
@@ -70,7 +66,6 @@ def default_train_config() -> TrainConfig:
 def check_sparse_config(config: Config) -> None:
     """:class:`InputError` naming the option when a sparse-only value is out of range."""
     check_plan_options(config.k, config.block_size, config.sparse_backend)
-    check_model_folder(config.init, "stage.init")
 
 
 def check_plan_options(k: int, block_size: int, sparse_backend: str) -> None:
@@ -80,15 +75,6 @@ def check_plan_options(k: int, block_size: int, sparse_backend: str) -> None:
     if sparse_backend not in ("auto", *BACKENDS):
         raise InputError(
             f"stage.sparse_backend must be one of {['auto', *BACKENDS]}, got {sparse_backend!r}"
-        )
-
-
-def check_model_folder(folder: str, option: str) -> None:
-    """:class:`InputError` unless ``folder`` is empty or holds a saved model."""
-    if folder and not (Path(folder) / CONFIG_NAME).is_file():
-        raise InputError(
-            f"{option}: {folder!r} is not a model folder (no {CONFIG_NAME}); give the "
-            "teacher run's final-ema folder"
         )
 
 
@@ -126,20 +112,6 @@ def plan_metrics(plans: list[SparsePlan]) -> dict[str, float]:
     }
 
 
-def initial_model(fresh: VideoDiT, folder: str, option: str) -> VideoDiT:
-    """The teacher in ``folder`` (``save_pretrained``), checked to be the same model as
-    ``fresh`` (the one ``stage.model`` names); with ``folder`` empty, ``fresh`` itself."""
-    if not folder:
-        return fresh
-    pretrained = VideoDiT.from_pretrained(folder)
-    if pretrained.config != fresh.config:
-        raise InputError(
-            f"{option}: {folder} holds another model than stage.model; set stage.model to "
-            "the teacher's preset (or its YAML file)"
-        )
-    return pretrained
-
-
 class SparseTeacherStage(TeacherStage):
     """The ``sparse`` stage (see the module docstring)."""
 
@@ -149,9 +121,6 @@ class SparseTeacherStage(TeacherStage):
         check_sparse_config(config)
         super().__init__(config)
         self.config: Config = config
-
-    def build_model(self) -> nn.Module:
-        return initial_model(super().build_model(), self.config.init, "stage.init")
 
     def plans(self, model: nn.Module, batch: dict) -> list[SparsePlan]:
         """One plan per window of ``batch`` (from its ``keypoints``)."""

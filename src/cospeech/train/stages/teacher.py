@@ -17,12 +17,21 @@ holds those slices in :class:`cospeech.data.dataset.ClipDataset`'s format (``sta
 ``4s``) plus ``references.safetensors`` (each clip's reference latent); it is built on the
 first run (by rank 0 under torchrun) and reused after.
 
+**Warp-conditioned teacher** (``stage.warp``): the model also sees the identity's
+reference photo warped to every frame's ground-truth pose
+(:mod:`cospeech.models.warp_condition`), in ``warp_dim = C + 1`` input channels after the
+conditioning channels (:func:`cospeech.models.i2v.expand_for_warp` widens ``stage.init``
+or the fresh model, zero weights: it starts as the model it was). The cache then also
+holds ``<clip>.warp.safetensors`` (the condition of each cached window, cut from the warp
+of the whole clip, encoded whole like the clip), built beside an existing cache.
+
     cospeech train teacher --out runs/teacher --set stage.data=corpus/ \
         --set stage.vae=runs/vae/final-ema --set stage.latents=cache/teacher
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,23 +47,28 @@ from torch.utils.data import Dataset
 from cospeech.atomic import atomic_path
 from cospeech.data.clip_reader import read_frames
 from cospeech.data.dataset import ClipDataset, ClipInfo, read_clips, spread_over_identities
-from cospeech.data.manifest import MANIFEST_NAME, VIDEO_NAME
+from cospeech.data.manifest import MANIFEST_NAME, POSE_NAME, VIDEO_NAME
 from cospeech.diffusion import FlowModel, Guidance, add_noise, sample_euler, sample_training_sigmas
 from cospeech.diffusion.schedule import sampling_sigmas, sigma_to_timestep
 from cospeech.errors import InputError, check_range
 from cospeech.latent_geometry import SPACE_STRIDE, TIME_STRIDE, latent_frames, video_frames
 from cospeech.media.pixels import pixels_to_tensor, tensor_to_pixels
 from cospeech.models import VideoDiT, load_video_dit_config
+from cospeech.models.checkpoint import CONFIG_NAME
 from cospeech.models.i2v import (
-    CONDITION_NAMES,
     MASK_CHANNELS,
+    WARP_CONDITION,
     ConditionedFlow,
+    condition_names,
     drop_conditions,
+    expand_for_warp,
     reference_slot,
 )
 from cospeech.models.vae import TinyVideoVAE
 from cospeech.models.vae.tiny import CONFIG_FILE as VAE_CONFIG
+from cospeech.models.warp_condition import warp_channels, warp_condition, warp_video
 from cospeech.pose.extract import read_image
+from cospeech.pose.sequence import PoseSequence
 from cospeech.progress import track
 from cospeech.shipped import ASSETS, VAE_DIR
 from cospeech.train.config import OptimConfig, TrainConfig, check_fraction, check_positive
@@ -62,6 +76,7 @@ from cospeech.train.lora import without_lora
 from cospeech.train.region_weights import check_region_weights, region_weight_maps, weighted_mse
 
 REFERENCES_FILE = "references.safetensors"
+WARP_SUFFIX = ".warp.safetensors"  # <clip>.warp.safetensors: the warp condition's windows
 BUNDLED_VAE = ASSETS / VAE_DIR  # the demo VAE the shipped teacher was trained with
 SAMPLE_SEED = 4242
 
@@ -79,7 +94,10 @@ class Config:
     timestep shift of training noise levels; ``region_weights``: extra loss weight of the
     latents inside body regions or around the lips (``{"face": 4.0}``: face latents count
     5x, the rest 1x; ``"mouth"`` for the lips; :mod:`cospeech.train.region_weights`);
-    ``sample_*``: the periodic sample videos.
+    ``sample_*``: the periodic sample videos; ``init``: a trained DiT folder of the
+    ``model`` architecture to start from (``save_pretrained``, e.g. the bundled teacher;
+    empty = fresh weights); ``warp``: condition on the reference warped to every frame's
+    pose (see the module docstring).
     """
 
     data: str = "corpus"
@@ -99,6 +117,8 @@ class Config:
     sample_steps: int = 20
     sample_shift: float = 3.0
     sample_guidance: float = 1.0
+    init: str = ""
+    warp: bool = False
 
 
 def default_train_config() -> TrainConfig:
@@ -114,13 +134,41 @@ def default_train_config() -> TrainConfig:
 
 
 # --------------------------------------------------------------------------- latent cache
-def _read_clip(clip: ClipInfo, size: int, max_frames: int) -> torch.Tensor:
-    """The clip's ``1 + 4k`` leading frames (at most ``max_frames``, 0 = all) as
-    ``[1, 3, F, size, size]`` in [-1, 1]."""
+def _usable_frames(clip: ClipInfo, max_frames: int) -> int:
+    """The clip's leading ``1 + 4k`` frames that are encoded (at most ``max_frames``, 0 = all)."""
     frames = min(clip.frames, max_frames) if max_frames > 0 else clip.frames
-    usable = 1 + TIME_STRIDE * ((frames - 1) // TIME_STRIDE)
-    frames = read_frames(clip.folder / VIDEO_NAME, 0, usable)
+    return 1 + TIME_STRIDE * ((frames - 1) // TIME_STRIDE)
+
+
+def _read_clip(clip: ClipInfo, size: int, max_frames: int) -> torch.Tensor:
+    """The clip's encoded frames (:func:`_usable_frames`) as ``[1, 3, F, size, size]`` in
+    [-1, 1]."""
+    frames = read_frames(clip.folder / VIDEO_NAME, 0, _usable_frames(clip, max_frames))
     return pixels_to_tensor(np.stack([_resize(f, size) for f in frames]))[None]
+
+
+def _pose_at(path: Path, size: int) -> np.ndarray:
+    """The keypoints ``[T, 133, 3]`` of pose file ``path`` in pixels of a ``size`` square."""
+    pose = PoseSequence.load(path)
+    return pose.keypoints * np.array([size / pose.width, size / pose.height, 1.0], np.float32)
+
+
+def _clip_warp(clip: ClipInfo, vae: TinyVideoVAE, size: int, max_frames: int) -> torch.Tensor:
+    """The warp condition ``[C + 1, T, h, w]`` of the clip's encoded frames: the identity's
+    reference photo (``size`` square) warped to the clip's pose of each frame."""
+    if clip.reference_image is None or clip.reference_pose is None:
+        raise InputError(f"clip {clip.clip_id}: stage.warp needs the identity's reference "
+                         "photo and its reference pose")  # fmt: skip
+    image = _resize(read_image(clip.reference_image), size)
+    keypoints = _pose_at(clip.folder / POSE_NAME, size)[: _usable_frames(clip, max_frames)]
+    frames, valid = warp_video(image, _pose_at(clip.reference_pose, size)[0], keypoints)
+    return warp_condition(vae, frames, valid)[0]
+
+
+def _save_windows(path: Path, name: str, windows: torch.Tensor, starts: torch.Tensor) -> None:
+    """Write ``{name: windows (float16), "starts": starts}`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        save_file({name: windows.half().contiguous(), "starts": starts}, str(tmp))
 
 
 def _resize(image: np.ndarray, size: int) -> np.ndarray:
@@ -141,6 +189,7 @@ def build_latent_cache(
     max_clips: int = 0,
     max_frames: int = 0,
     progress: bool = True,
+    warp: bool = False,
 ) -> Path:
     """Encode clips of ``split`` whole and store their ``window_latents``-frame slices.
 
@@ -150,7 +199,9 @@ def build_latent_cache(
     Writes ``<out_dir>/<clip>.safetensors`` (``latents`` float16 ``[N, C, W, h, w]``,
     ``starts`` int64 ``[N]`` = 4 x the first latent index) for each clip not yet cached, and
     ``references.safetensors`` (clip id -> reference latent ``[C, 1, h, w]``). Clips too
-    short for one window are skipped. Returns ``out_dir``.
+    short for one window are skipped. With ``warp``, also ``<clip>.warp.safetensors``
+    (``warped`` float16 ``[N, C + 1, W, h, w]`` and the same ``starts``: the warp condition
+    of the same windows) for each cached clip without one. Returns ``out_dir``.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -166,20 +217,34 @@ def build_latent_cache(
             encoded_refs[clip.reference_image] = vae.encode(reference)[0].half()
         references[clip.clip_id] = encoded_refs[clip.reference_image]
         path = out_dir / f"{clip.clip_id}.safetensors"
-        if path.is_file() or clip.frames < video_frames(window_latents):
+        if clip.frames < video_frames(window_latents):
             continue
-        latents = vae.encode(_read_clip(clip, size, max_frames))[0]
-        starts = list(range(0, latents.shape[1] - window_latents + 1, stride))
-        windows = torch.stack([latents[:, s : s + window_latents] for s in starts])
-        with atomic_path(path) as tmp:
-            save_file(
-                {"latents": windows.half().contiguous(),
-                 "starts": torch.tensor(starts, dtype=torch.int64) * TIME_STRIDE},
-                str(tmp),
-            )  # fmt: skip
+        if not path.is_file():
+            latents = vae.encode(_read_clip(clip, size, max_frames))[0]
+            starts = range(0, latents.shape[1] - window_latents + 1, stride)
+            _save_windows(path, "latents", _windows(latents, starts, window_latents),
+                          torch.tensor(starts, dtype=torch.int64) * TIME_STRIDE)  # fmt: skip
+        warp_path = out_dir / f"{clip.clip_id}{WARP_SUFFIX}"
+        if warp and not warp_path.is_file():
+            starts = load_file(str(path))["starts"]
+            warped = _clip_warp(clip, vae, size, max_frames)
+            windows = _windows(warped, (starts // TIME_STRIDE).tolist(), window_latents)
+            _save_windows(warp_path, WARP_CONDITION, windows, starts)
     with atomic_path(out_dir / REFERENCES_FILE) as tmp:
         save_file({k: v.clone() for k, v in references.items()}, str(tmp))
     return out_dir
+
+
+def _windows(sequence: torch.Tensor, starts: Sequence[int], length: int) -> torch.Tensor:
+    """``[C, T, h, w]`` -> its ``length``-frame slices from each of ``starts``
+    ``[N, C, length, h, w]`` (InputError when one runs past ``T``: a cache built from
+    other frames)."""
+    if not starts or max(starts) + length > sequence.shape[1]:
+        raise InputError(
+            f"latent cache: windows of {length} latent frames up to start {max(starts, default=0)}"
+            f" do not fit a clip of {sequence.shape[1]} (stage.cache_frames changed?)"
+        )
+    return torch.stack([sequence[:, s : s + length] for s in starts])
 
 
 class TeacherDataset(Dataset):
@@ -187,14 +252,19 @@ class TeacherDataset(Dataset):
 
     Item: ``latents`` ``[C, W, h, w]`` float32, ``reference_latent`` ``[C, 1, h, w]``,
     ``pose_maps`` ``[3, 1 + 4(W-1), H, W]`` and ``reference_pose_map`` ``[3, H, W]`` in [-1, 1],
-    ``keypoints`` ``[1 + 4(W-1), 133, 3]`` in pixels of the pose maps.
+    ``keypoints`` ``[1 + 4(W-1), 133, 3]`` in pixels of the pose maps; with ``warp``,
+    ``warped`` ``[C + 1, W, h, w]`` (the window's warp condition, ``<clip>.warp.safetensors``
+    in the cache folder).
     """
 
     KEYS = ("latents", "pose_maps", "reference_pose_map", "keypoints")
 
-    def __init__(self, clips: ClipDataset, references: dict[str, torch.Tensor]) -> None:
+    def __init__(
+        self, clips: ClipDataset, references: dict[str, torch.Tensor], warp: bool = False
+    ) -> None:
         self.clips = clips
         self.references = references
+        self.warp = warp
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -208,7 +278,21 @@ class TeacherDataset(Dataset):
             raise InputError(f"clip {item['clip']}: not in the latent cache")
         out = {key: item[key].float() for key in self.KEYS}
         out["reference_latent"] = self.references[item["clip"]].float()
+        if self.warp:
+            out[WARP_CONDITION] = self._warped(item["clip"], item["start"])
         return out
+
+    def _warped(self, clip: str, start: int) -> torch.Tensor:
+        """The cached warp condition ``[C + 1, W, h, w]`` of the window at frame ``start``."""
+        assert self.clips.latents_dir is not None
+        path = self.clips.latents_dir / f"{clip}{WARP_SUFFIX}"
+        if not path.is_file():
+            raise InputError(f"clip {clip}: no warp condition in the latent cache ({path})")
+        stored = load_file(str(path))
+        match = torch.nonzero(stored["starts"] == start).flatten()
+        if not len(match):
+            raise InputError(f"{path}: no window at frame {start} (a cache of other windows)")
+        return stored[WARP_CONDITION][int(match[0])].float()
 
 
 # --------------------------------------------------------------------------- the stage
@@ -223,6 +307,7 @@ def check_config(config: Config) -> None:
                       ("cache_bytes", 0), ("sample_clips", 0), ("sample_steps", 1),
                       ("sample_guidance", 0)):  # fmt: skip
         check_range(f"stage.{name}", getattr(config, name), low)
+    check_model_folder(config.init, "stage.init")
     check_positive("stage.shift", config.shift)
     check_positive("stage.sample_shift", config.sample_shift)
     check_fraction("stage.cond_dropout", config.cond_dropout)
@@ -232,6 +317,29 @@ def check_config(config: Config) -> None:
             f"the latents are made with: --vae DIR (or --set stage.vae=DIR), e.g. a vae run's "
             f"final-ema or the bundled demo VAE {BUNDLED_VAE}"
         )
+
+
+def check_model_folder(folder: str, option: str) -> None:
+    """:class:`InputError` unless ``folder`` is empty or holds a saved model."""
+    if folder and not (Path(folder) / CONFIG_NAME).is_file():
+        raise InputError(
+            f"{option}: {folder!r} is not a model folder (no {CONFIG_NAME}); give the "
+            "teacher run's final-ema folder"
+        )
+
+
+def initial_model(fresh: VideoDiT, folder: str, option: str) -> VideoDiT:
+    """The teacher in ``folder`` (``save_pretrained``), checked to be the same model as
+    ``fresh`` (the one ``stage.model`` names); with ``folder`` empty, ``fresh`` itself."""
+    if not folder:
+        return fresh
+    pretrained = VideoDiT.from_pretrained(folder)
+    if pretrained.config != fresh.config:
+        raise InputError(
+            f"{option}: {folder} holds another model than stage.model; set stage.model to "
+            "the teacher's preset (or its YAML file)"
+        )
+    return pretrained
 
 
 class TeacherStage:
@@ -266,7 +374,23 @@ class TeacherStage:
                 f"out_dim {channels} and in_dim {2 * channels + MASK_CHANNELS}, has "
                 f"{model_config.out_dim}/{model_config.in_dim}"
             )
-        return VideoDiT(model_config)
+        model = initial_model(VideoDiT(model_config), self.config.init, "stage.init")
+        return self.with_warp_channels(model)
+
+    @property
+    def warp_dim(self) -> int:
+        """The model's warp channels: ``C + 1`` with ``stage.warp``, else 0."""
+        return warp_channels(self.vae) if self.config.warp else 0
+
+    def with_warp_channels(self, model: VideoDiT) -> VideoDiT:
+        """``model`` with :attr:`warp_dim` warp channels (widened with zero weights)."""
+        have, need = model.config.warp_dim, self.warp_dim
+        if have == need:
+            return model
+        if have == 0:
+            return expand_for_warp(model, need)
+        raise InputError(f"stage teacher: the model has {have} warp channels, stage.warp "
+                         f"needs {need} (set stage.warp=true with this VAE)")  # fmt: skip
 
     def _clips(self, split: str, latents: Path | None, seed: int = 0) -> ClipDataset:
         cfg = self.config
@@ -284,7 +408,7 @@ class TeacherStage:
         if main:
             build_latent_cache(
                 cfg.data, "train", self.vae, latents, self.window_latents, cfg.size,
-                cfg.window_stride, cfg.cache_clips, cfg.cache_frames,
+                cfg.window_stride, cfg.cache_clips, cfg.cache_frames, warp=cfg.warp,
             )  # fmt: skip
         if dist.is_initialized():
             dist.barrier()
@@ -294,20 +418,20 @@ class TeacherStage:
         clips.clips = [c for c in clips.clips if c.clip_id in cached]
         if not clips.clips:
             raise InputError("stage teacher: no training clip has a cached latent window")
-        return TeacherDataset(clips, references)
+        return TeacherDataset(clips, references, warp=cfg.warp)
 
     def loss(
         self, model: nn.Module, batch: dict, step: int
     ) -> tuple[torch.Tensor, dict[str, float]]:
         x0 = batch["latents"]
-        conditions = drop_conditions(
-            {
-                "pose": batch["pose_maps"],
-                "reference": reference_slot(batch["reference_latent"]),
-                "ref_pose": batch["reference_pose_map"],
-            },
-            self.config.cond_dropout,
-        )
+        conditions = {
+            "pose": batch["pose_maps"],
+            "reference": reference_slot(batch["reference_latent"]),
+            "ref_pose": batch["reference_pose_map"],
+        }
+        if self.config.warp:
+            conditions[WARP_CONDITION] = batch[WARP_CONDITION]
+        conditions = drop_conditions(conditions, self.config.cond_dropout)
         noise = torch.randn_like(x0)
         sigma = sample_training_sigmas(x0.shape[0], self.config.shift, device=x0.device)
         flow = ConditionedFlow(model)(
@@ -331,7 +455,7 @@ class TeacherStage:
         device = next(model.parameters()).device
         clips = self._clips("val", None, seed=SAMPLE_SEED)
         generator = torch.Generator().manual_seed(SAMPLE_SEED)
-        guidance = Guidance(cfg.sample_guidance, drop=CONDITION_NAMES)
+        guidance = Guidance(cfg.sample_guidance, drop=condition_names(cfg.warp))
         videos = {}
         for index in range(min(cfg.sample_clips, len(clips))):
             item = clips[index]
@@ -341,6 +465,8 @@ class TeacherStage:
                 "reference": reference_slot(reference).to(device),
                 "ref_pose": item["reference_pose_map"][None].to(device),
             }
+            if cfg.warp:
+                conditions[WARP_CONDITION] = self.item_warp(item).to(device)
             shape = (1, self.vae.latent_channels, self.window_latents, *reference.shape[-2:])
             noise = torch.randn(shape, generator=generator).to(device)
             latents = sample_euler(
@@ -350,6 +476,14 @@ class TeacherStage:
             video = self.vae.decode(latents.cpu())[0]
             videos[str(item["clip"])] = tensor_to_pixels(torch.cat([item["video"], video], -1))
         return videos
+
+    def item_warp(self, item: dict) -> torch.Tensor:
+        """The warp condition ``[1, C + 1, W, h, w]`` of a :class:`ClipDataset` item: its
+        reference warped to its keypoints, the window encoded on its own."""
+        reference = tensor_to_pixels(item["reference"])
+        keypoints = item["keypoints"].numpy()
+        frames, valid = warp_video(reference, item["reference_keypoints"].numpy(), keypoints)
+        return warp_condition(self.vae, frames, valid)
 
     def sample_model(self, model: nn.Module, item: dict) -> FlowModel:
         """The model as :meth:`sample` runs it on validation ``item`` (a hook for stages

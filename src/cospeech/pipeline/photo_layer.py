@@ -1,0 +1,98 @@
+"""The photo layer: the reference photo warped to every frame's pose, over the model's frames.
+
+The demo VAE was trained on the synthetic corpus: a real photo passed through it comes back
+at about 18 dB, an unrecognisable blur, so no frame the model decodes can carry a real
+person's face. The pixels that warping *can* show therefore come from the photo itself:
+each output frame is the photo framed at the output size (:func:`.reference.frame_reference`
+at ``output_size``), warped to the frame's keypoints by the per-region rigid MLS of
+:func:`cospeech.pose.warp.warp_reference` (face, arms, hands and torso each follow the
+generated pose), and the model's frame, upsampled, shows through only where the warp is not
+valid: where the photo has nothing to show (an opened mouth's interior, background uncovered
+by a moving hand or head, what lies outside the photo). The mask's edge is softened over
+``feather`` of the frame side, the not-valid area grown by as much, so a painted mouth is
+painted whole.
+
+The output side is free (``output_size``, default :data:`PHOTO_SCALE` x the model's side):
+the photo is sharp at any size, the model's painting is upsampled from its native side.
+docs/real-photo.md says what this does and does not do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from cospeech.errors import InputError
+from cospeech.pipeline.bundle import ModelBundle
+from cospeech.pipeline.reference import Reference
+from cospeech.pose.warp import WarpConfig, warp_reference
+
+PHOTO_SCALE = 2
+"""Default output side over the model's side when the photo layer is on."""
+MAX_OUTPUT_SIZE = 1024
+"""Largest output side (pixels): warping is ~14 ms per 256x256 frame and grows with area."""
+FEATHER = 0.005
+"""Soft edge of the painted areas, as a fraction of the output side (1.3 px at 256: a
+mouth opening a few pixels tall stays that size)."""
+
+
+@dataclass(frozen=True)
+class PhotoLayer:
+    """``reference``: the photo framed at the output side (image ``[S, S, 3]`` uint8 and its
+    keypoints ``[133, 3]`` in output pixels); ``model_size``: the side of the model's frames
+    and of the keypoints passed to :meth:`compose`."""
+
+    reference: Reference
+    model_size: int
+    feather: float = FEATHER
+    warp: WarpConfig = field(default_factory=WarpConfig)
+
+    def __post_init__(self) -> None:
+        if self.size < self.model_size:
+            raise InputError(
+                f"--output-size {self.size} is smaller than the model's frames "
+                f"({self.model_size}x{self.model_size})"
+            )
+
+    @property
+    def size(self) -> int:
+        """The output side in pixels."""
+        return self.reference.size
+
+    def compose(self, model_frame: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
+        """The output frame ``[S, S, 3]`` uint8 for the model's frame ``[s, s, 3]`` uint8 and
+        that frame's keypoints ``[133, 3]`` (model pixels)."""
+        target = np.array(keypoints, dtype=np.float64)
+        target[:, :2] *= self.size / self.model_size
+        warped = warp_reference(self.reference.image, self.reference.keypoints, target,
+                                config=self.warp)  # fmt: skip
+        painted = model_frame
+        if model_frame.shape[0] != self.size:
+            painted = cv2.resize(model_frame, (self.size, self.size),
+                                 interpolation=cv2.INTER_CUBIC)  # fmt: skip
+        weight = self.photo_weight(warped.valid)[..., None]
+        out = weight * warped.image.astype(np.float32) + (1 - weight) * painted
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+    def photo_weight(self, valid: np.ndarray) -> np.ndarray:
+        """float32 ``[S, S]`` in [0, 1]: the photo's share of each pixel for the warp's
+        validity ``valid`` bool ``[S, S]``: 0 on the not-valid area grown by the feather
+        radius, rising to 1 over another feather radius."""
+        radius = self.feather * self.size
+        mask = valid.astype(np.float32)
+        if radius < 0.5 or mask.all():
+            return mask
+        side = 2 * round(radius) + 1
+        grown = cv2.erode(mask, np.ones((side, side), np.uint8), borderType=cv2.BORDER_REPLICATE)
+        return cv2.GaussianBlur(grown, (0, 0), radius / 2, borderType=cv2.BORDER_REPLICATE)
+
+
+def photo_layer_for(bundle: ModelBundle, reference: Reference, model_size: int) -> PhotoLayer:
+    """The photo layer for the model of ``bundle``: a warp-conditioned model (it sees the
+    warped photo and was trained to paint what the warp cannot know) also paints the inside
+    of a mouth opened wider than in the photo; for any other model, which would paint it
+    blind, the stretched lips of the photo stand there (``WarpConfig.new_mouth``)."""
+    warp = WarpConfig(new_mouth=bool(bundle.model.config.warp_dim))
+    return PhotoLayer(reference, model_size, warp=warp)

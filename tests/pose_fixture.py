@@ -77,6 +77,15 @@ def upright_keypoints(width: int = 832, height: int = 480) -> np.ndarray:
     return kp.astype(np.float32)
 
 
+def closed_mouth(kp: np.ndarray) -> np.ndarray:
+    """``kp`` ``[133, 3]`` with the inner lips squeezed onto their horizontal midline (a
+    closed mouth)."""
+    closed = kp.copy()
+    lips = list(s.FACE_INNER_LIPS)
+    closed[lips, 1] = kp[lips, 1].mean()
+    return closed
+
+
 def upright_pose(frames: int = 1, width: int = 832, height: int = 480, fps: float = 25.0):
     """A still :class:`PoseSequence` of ``frames`` copies of :func:`upright_keypoints`."""
     kp = np.repeat(upright_keypoints(width, height)[None], frames, axis=0)

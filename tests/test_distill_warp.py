@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import json
 
-import numpy as np
 import pytest
 import torch
 from torch.utils.data import default_collate
@@ -24,7 +23,6 @@ from torch.utils.data import default_collate
 import stage_fixture
 import test_student_pipeline
 from cospeech.cli import main
-from cospeech.diffusion import step_list_sigmas
 from cospeech.errors import InputError
 from cospeech.jsonfile import write_json
 from cospeech.models import VideoDiT
@@ -33,7 +31,6 @@ from cospeech.models.i2v import (
     ConditionedFlow,
     chunk_conditions,
     expand_for_warp,
-    pose_maps,
     reference_slot,
 )
 from cospeech.models.vae import TinyVideoVAE
@@ -51,7 +48,7 @@ from test_student_pipeline import (
     moving_keypoints,
     sampling,
     student_dit,
-    video_range,
+    uncached_reference,
 )
 
 corpus = stage_fixture.corpus  # the shared module-scoped fixtures
@@ -252,40 +249,6 @@ def warp_student(layers: int) -> VideoDiT:
                                 9, 0.1).eval()  # fmt: skip
 
 
-def uncached_warp_reference(model, spec, keypoints, slot, ref_pose, warped, total, draws,
-                            levels):  # fmt: skip
-    """The student's chunks without a KV cache, dense: for every chunk and level one
-    block-causal forward over the clean latents of the visible chunks (the first
-    ``cache_sink`` and the last ``cache_window`` before it) and the noisy chunk, each
-    latent frame with its own pose maps and its own frame of ``warped``."""
-    sigmas = step_list_sigmas(spec.steps, spec.shift)[:levels].tolist()
-    step, committed, outputs = spec.chunk_frames, [], []
-    forward = functools.partial(model, attention="causal", chunk_frames=step)
-    for start in range(0, total, step):
-        stop = min(start + step, total)
-        rest = committed[spec.cache_sink :]
-        visible = committed[: spec.cache_sink] + (rest[-spec.cache_window :] if rest else [])
-        frames = [f for a, b, _ in visible for f in range(a, b)] + list(range(start, stop))
-        pose = pose_maps(keypoints[np.concatenate([video_range(f, len(keypoints))
-                                                   for f in frames])], SIZE)  # fmt: skip
-        first = frames[0] == 0
-        channels = torch.cat([slot if first else torch.zeros_like(slot),
-                              slot.new_zeros(*slot.shape[:2], len(frames) - 1,
-                                             *slot.shape[3:])], dim=2)  # fmt: skip
-        x = draws[0, start]
-        for index, sigma in enumerate(sigmas):
-            context = torch.cat([latents for _, _, latents in visible] + [x], dim=2)
-            inputs = torch.cat([context, channels, warped[:, :, frames]], dim=1)
-            t = torch.full((1,), sigma * 1000.0)
-            flow = forward(inputs, t, pose=pose, ref_pose=ref_pose if first else None)
-            x0 = x - sigma * flow[:, :, -(stop - start) :]
-            if index + 1 < len(sigmas):
-                x = (1 - sigmas[index + 1]) * x0 + sigmas[index + 1] * draws[index + 1, start]
-        committed.append((start, stop, x0))
-        outputs.append(x0)
-    return torch.cat(outputs, dim=2)
-
-
 @pytest.mark.parametrize("layers, window", [(2, 8), (1, 1)])  # no eviction / sink + 1 chunk
 def test_cached_warp_sampler_equals_an_uncached_reference(vae, reference, layers, window):
     model, spec = warp_student(layers), sampling(cache_window=window, attention="dense")
@@ -297,10 +260,10 @@ def test_cached_warp_sampler_equals_an_uncached_reference(vae, reference, layers
                              9, levels=3, shift=spec.shift, noise=noise)  # fmt: skip
     got = torch.cat([c.latents for c in sampler], dim=2)
     with torch.no_grad():
-        want = uncached_warp_reference(model, spec, keypoints, slot, ref_pose, warped, 9,
-                                       noise.draws, 3)  # fmt: skip
-        other = uncached_warp_reference(model, spec, keypoints, slot, ref_pose,
-                                        warped.roll(1, dims=2), 9, noise.draws, 3)  # fmt: skip
+        want = uncached_reference(model, spec, keypoints, slot, ref_pose, 9, noise.draws, 3,
+                                  warped=warped)  # fmt: skip
+        other = uncached_reference(model, spec, keypoints, slot, ref_pose, 9, noise.draws, 3,
+                                   warped=warped.roll(1, dims=2))  # fmt: skip
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
     assert (got - other).abs().max() > 1e-3  # each chunk's own warp frames matter
 

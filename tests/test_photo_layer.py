@@ -10,7 +10,7 @@ from cospeech.errors import InputError
 from cospeech.pipeline.photo_layer import PhotoLayer
 from cospeech.pipeline.reference import Reference
 from cospeech.pose import schema as s
-from pose_fixture import upright_keypoints
+from pose_fixture import closed_mouth, upright_keypoints
 
 SIZE = 256
 
@@ -23,13 +23,6 @@ def _photo(rng: np.random.Generator) -> np.ndarray:
 
 def _layer(keypoints: np.ndarray, photo: np.ndarray, model_size: int = SIZE // 2) -> PhotoLayer:
     return PhotoLayer(Reference(photo, keypoints), model_size)
-
-
-def _closed_mouth(kp: np.ndarray) -> np.ndarray:
-    closed = kp.copy()
-    lips = list(s.FACE_INNER_LIPS)
-    closed[lips, 1] = kp[lips, 1].mean()
-    return closed
 
 
 def test_the_reference_pose_gives_the_photo_whatever_the_model_painted():
@@ -48,7 +41,7 @@ def test_the_reference_pose_gives_the_photo_whatever_the_model_painted():
 def test_an_opened_mouth_is_painted_by_the_model_and_the_rest_is_the_photo():
     open_mouth = upright_keypoints(SIZE, SIZE).astype(np.float64)
     photo = _photo(np.random.default_rng(1))
-    layer = _layer(_closed_mouth(open_mouth), photo)
+    layer = _layer(closed_mouth(open_mouth), photo)
     painted = np.full((SIZE // 2, SIZE // 2, 3), (250, 0, 250), np.uint8)
     model_pose = open_mouth.copy()
     model_pose[:, :2] /= 2
@@ -108,7 +101,7 @@ def test_only_a_warp_conditioned_model_paints_a_newly_opened_mouth():
 
     open_mouth = upright_keypoints(SIZE, SIZE).astype(np.float64)
     photo = _photo(np.random.default_rng(2))
-    reference = Reference(photo, _closed_mouth(open_mouth))
+    reference = Reference(photo, closed_mouth(open_mouth))
     painted = np.full((SIZE // 2, SIZE // 2, 3), (250, 0, 250), np.uint8)
     model_pose = open_mouth.copy()
     model_pose[:, :2] /= 2

@@ -11,7 +11,7 @@ from cospeech.errors import InputError
 from cospeech.pose import schema as s
 from cospeech.pose.mls import grid_points, mls_field, rigid_mls, upsample_field
 from cospeech.pose.warp import WARP_REGIONS, WarpConfig, warp_map, warp_reference
-from pose_fixture import upright_keypoints
+from pose_fixture import closed_mouth, upright_keypoints
 
 # float64 arithmetic on coordinates of a few hundred pixels: a few ulps of 256 (~1e-13)
 # per operation; 1e-9 px leaves orders of magnitude of room and still catches any real error.
@@ -289,17 +289,9 @@ def test_bad_warp_inputs_are_one_line_errors():
         warp_map(kp, kp, SIZE, SIZE, no_torso, WarpConfig(background="torso"))
 
 
-def _closed_mouth(kp: np.ndarray) -> np.ndarray:
-    """The inner lips squeezed onto their horizontal midline (a closed mouth)."""
-    closed = kp.copy()
-    lips = list(s.FACE_INNER_LIPS)
-    closed[lips, 1] = kp[lips, 1].mean()
-    return closed
-
-
 def test_an_opened_mouth_is_invalid_inside_the_inner_lips_only():
     open_mouth = upright_keypoints(SIZE, SIZE).astype(np.float64)
-    closed = _closed_mouth(open_mouth)
+    closed = closed_mouth(open_mouth)
     img = _painted(closed)
     opening = _hull_mask(open_mouth[list(s.FACE_INNER_LIPS), :2])
     assert opening.sum() > 20  # the fixture's mouth is open by several pixels

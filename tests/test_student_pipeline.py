@@ -141,12 +141,15 @@ def video_range(latent: int, frames: int) -> np.ndarray:
     return np.minimum(np.arange(4 * latent - 3, 4 * latent + 1), frames - 1)
 
 
-def uncached_reference(model, spec, keypoints, slot, ref_pose, total, draws, levels, plans=None):
+def uncached_reference(
+    model, spec, keypoints, slot, ref_pose, total, draws, levels, plans=None, warped=None
+):
     """The student's chunks computed without a KV cache: for every chunk and level, one
     forward over the clean latents of the chunks still visible (the first ``cache_sink``
     and the last ``cache_window`` before it, in order, at compacted positions 0, 1, ...)
     followed by the noisy chunk, block-causal by chunks; the chunk's slice of the output is
-    its flow. ``plans``: a :class:`ChunkPlans` for a sparse forward over the same frames."""
+    its flow. ``plans``: a :class:`ChunkPlans` for a sparse forward over the same frames;
+    ``warped`` ``[1, C + 1, T, h, w]``: a warp condition, each latent frame its own."""
     sigmas = step_list_sigmas(spec.steps, spec.shift)[:levels].tolist()
     step, committed, outputs = spec.chunk_frames, [], []
     for start in range(0, total, step):
@@ -167,6 +170,8 @@ def uncached_reference(model, spec, keypoints, slot, ref_pose, total, draws, lev
             channels = torch.cat([slot if first else torch.zeros_like(slot),
                                   slot.new_zeros(*slot.shape[:2], len(frames) - 1,
                                                  *slot.shape[3:])], dim=2)  # fmt: skip
+            if warped is not None:
+                channels = torch.cat([channels, warped[:, :, frames]], dim=1)
             t = torch.full((1,), sigma * 1000.0)
             flow = forward(torch.cat([context, channels], dim=1), t, pose=pose,
                            ref_pose=ref_pose if first else None)  # fmt: skip
@@ -328,9 +333,9 @@ def test_render_and_stream_give_the_same_frames(gen, speech, reference):
     stream = gen.stream(speech, IMAGE, reference_pose=POSE, options=options)
     streamed = np.concatenate([chunk.frames for chunk in stream])
     assert result.model == "student" and stream.model == "student"
-    # Exact: offline collects the very chunks the stream yields (the same calls in the same
-    # order in one process), and the frames are uint8.
     side = 2 * SIZE  # the photo layer's default output
+    # Exact: offline collects the very chunks the stream yields (the same calls in the same
+    # order in one process, the photo layer included), and the frames are uint8.
     assert result.video.shape == (30, side, side, 3) and np.array_equal(result.video, streamed)
     assert result.windows == stream.windows == 5  # 9 latent frames in chunks of 2
     assert result.steps == 3 and "by the student, 3 steps x 5 chunks" in result.summary()

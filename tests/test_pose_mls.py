@@ -132,6 +132,28 @@ def test_upsampling_is_exact_for_affine_fields():
     )
 
 
+@pytest.mark.parametrize(
+    ("grid", "height", "width", "channels"), [(4, 37, 50, 3), (3, 40, 29, 2), (5, 33, 33, 6)]
+)
+def test_upsampling_matches_scipys_bilinear_interpolation(grid, height, width, channels):
+    from scipy.interpolate import RegularGridInterpolator
+
+    rng = np.random.default_rng(grid)
+    nodes = grid_points(height, width, grid)
+    coarse = rng.normal(0, 5, size=(*nodes.shape[:2], channels)).astype(np.float32)
+    # Node (r, c) sits at pixel centre (r, c) * grid; pixel (i, j) at (i, j): linear in both.
+    axes = (grid * np.arange(nodes.shape[0]), grid * np.arange(nodes.shape[1]))
+    rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+    truth = RegularGridInterpolator(axes, coarse.astype(np.float64))((rows, cols))
+    step = np.abs(np.diff(coarse, axis=0)).max() + np.abs(np.diff(coarse, axis=1)).max()
+    # float32 rounding (~1e-5 of values ~15), or, for a grid that is not a power of two,
+    # OpenCV versions that round the weights to 1/32: within 1/64 of a node step. An
+    # alignment error of half a pixel would be ~step / (2 * grid), far above either.
+    tolerance = 1e-4 if grid in (1, 2, 4, 8, 16, 32) else step / 64 + 1e-4
+    np.testing.assert_allclose(upsample_field(coarse, grid, height, width), truth, rtol=0,
+                               atol=tolerance)  # fmt: skip
+
+
 @pytest.mark.parametrize("grid", [2, 4, 8])
 def test_coarse_grid_error_bound(grid):
     # Linear interpolation between nodes h apart errs by at most h^2/8 max|f''|; bilinear
@@ -230,6 +252,57 @@ def test_translated_hand_moves_the_hand_and_leaves_the_face():
     assert not out.valid[uncovered].any()
 
 
+def test_a_hand_that_left_the_chest_leaves_the_chest_under_it_unknown():
+    # In the photo the left hand rests on the chest; in the target it is back out at the
+    # side. The chest where the hand was is torso in the target, so no background rule
+    # applies: without the occlusion rule it shows the photo's hand there (a ghost hand);
+    # with it, those pixels are not valid (the model paints them).
+    kp = upright_keypoints(SIZE, SIZE).astype(np.float64)
+    torso = [s.LEFT_SHOULDER, s.RIGHT_SHOULDER, s.RIGHT_HIP, s.LEFT_HIP]
+    chest = kp[torso, :2].mean(axis=0)
+    hand = list(s.LEFT_HAND)
+    on_chest = _shift_left_hand(kp, tuple(chest - kp[hand, :2].mean(axis=0)))
+    img = _painted(on_chest)
+    old_hand = _hull_mask(on_chest[hand, :2], erode=2) & (img == GREEN).all(-1)
+    far_from_new_hand = ~cv2.dilate(
+        _hull_mask(kp[hand, :2]).astype(np.uint8), np.ones((33, 33), np.uint8)
+    ).astype(bool)
+    chest_now = _hull_mask(kp[torso, :2], erode=12) & old_hand & far_from_new_hand
+    assert chest_now.sum() > 50
+    ghost = warp_reference(img, on_chest, kp, config=WarpConfig(occlusion=False))
+    assert ghost.valid[chest_now].all() and (ghost.image[chest_now] == GREEN).all()
+    out = warp_reference(img, on_chest, kp)
+    assert not out.valid[chest_now].any()
+    # The rest of the chest, and the face, are the photo's as before.
+    rest = (
+        _hull_mask(kp[torso, :2], erode=12)
+        & ~cv2.dilate(old_hand.astype(np.uint8), np.ones((41, 41), np.uint8)).astype(bool)
+        & far_from_new_hand
+    )
+    assert rest.sum() > 500 and out.valid[rest].all()
+    np.testing.assert_array_equal(out.valid, ghost.valid & out.valid)  # only ever removes
+
+
+def test_what_hides_what():
+    from cospeech.pose.warp import _in_front
+
+    names = tuple(WARP_REGIONS)  # torso, left_arm, right_arm, face, left_hand, right_hand
+    hides = _in_front(names)
+    label = {name: 1 + i for i, name in enumerate(names)}
+    assert not hides[0].any()  # the background: judged by the disocclusion rule instead
+    assert not hides[:, label["face"]].any()  # the face's margin spans the neck and hair
+    expected = {
+        "torso": {"left_arm", "right_arm", "left_hand", "right_hand"},
+        "left_arm": {"right_arm", "left_hand", "right_hand"},
+        "right_arm": {"left_hand", "right_hand"},
+        "face": {"left_hand", "right_hand"},
+        "left_hand": {"right_hand"},
+        "right_hand": set(),
+    }
+    for behind, fronts in expected.items():
+        assert {n for n in names if hides[label[behind], label[n]]} == fronts
+
+
 def test_whole_pose_rigid_motion_moves_everything_rigidly():
     # Every region's controls moved by one rotation + translation: every region's MLS is
     # that transform, the blend of equal maps is the map, and with the torso's motion as the
@@ -269,6 +342,27 @@ def test_non_square_sizes_that_do_not_divide_the_grid():
     out = warp_reference(img, kp, target)
     assert out.image.shape == img.shape and out.valid.shape == img.shape[:2]
     assert out.source.shape == (203, 250, 2)
+
+
+def test_a_batch_of_poses_warps_as_each_pose_alone():
+    from cospeech.pose.warp import BATCH, warp_references
+
+    kp = upright_keypoints(SIZE, SIZE).astype(np.float64)
+    img = _painted(kp)
+    rng = np.random.default_rng(7)
+    targets = np.stack(
+        [_shift_left_hand(kp, tuple(rng.normal(0, 12, 2))) for _ in range(BATCH + 3)]
+    )
+    targets[..., :2] += rng.normal(0, 2, (len(targets), 1, 2))  # the whole body sways too
+    batch = warp_references(img, kp, targets)
+    assert len(batch) == len(targets)
+    for target, warped in zip(targets, batch, strict=True):
+        alone = warp_reference(img, kp, target)
+        # The same arithmetic per frame (the batch only shares the raster's bounding box,
+        # whose tokens are tested one by one alike): identical results.
+        np.testing.assert_array_equal(warped.source, alone.source)
+        np.testing.assert_array_equal(warped.valid, alone.valid)
+        np.testing.assert_array_equal(warped.image, alone.image)
 
 
 def test_bad_warp_inputs_are_one_line_errors():

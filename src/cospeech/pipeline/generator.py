@@ -25,6 +25,7 @@ over the whole audio (a few seconds for minutes of speech), so the first frames 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -62,6 +63,7 @@ from cospeech.pipeline.reference import Reference, describe_framing, frame_refer
 from cospeech.pipeline.student import ChunkConditions, StudentNoise, StudentSampler
 from cospeech.pipeline.windows import SequentialNoise, WindowChain, WindowPlan
 from cospeech.pose.sequence import PoseSequence
+from cospeech.pose.warp import BATCH
 from cospeech.progress import Progress
 
 AudioInput = str | Path | np.ndarray
@@ -134,8 +136,7 @@ class Job:
         output frames ``[n, S, S, 3]`` (through the photo layer, if any)."""
         if self.photo is None:
             return frames
-        poses = self.keypoints[start : start + len(frames)]
-        return np.stack([self.photo.compose(f, k) for f, k in zip(frames, poses, strict=True)])
+        return self.photo.compose_frames(frames, self.keypoints[start : start + len(frames)])
 
     def warp_condition(self, bundle: ModelBundle) -> torch.Tensor | None:
         """The warp condition ``[1, C + 1, T, h, w]`` of a warp-conditioned model
@@ -632,19 +633,22 @@ def _decode_into(
     frames: Iterator[np.ndarray], job: Job, sink: Callable[[np.ndarray], None],
     progress: ProgressArg,
 ) -> tuple[float, float]:  # fmt: skip
-    """Feed the job's lazily decoded model ``frames`` through its photo layer to ``sink``;
+    """Feed the job's lazily decoded model ``frames`` through its photo layer to ``sink``,
+    :data:`~cospeech.pose.warp.BATCH` at a time (their warps' regions rasterised together);
     returns the seconds spent decoding and in the photo layer (the sink's own time, e.g.
     H.264 encoding, left out)."""
-    started, sinking, composing = time.perf_counter(), 0.0, 0.0
+    started, sinking, composing, index = time.perf_counter(), 0.0, 0.0, 0
     with _phase(progress, "decode", "decode", job.frames, "frame") as update:
-        for index, frame in enumerate(frames):
+        while batch := list(itertools.islice(frames, BATCH)):
             tick = time.perf_counter()
-            output = job.output_frames(frame[None], index)[0]
+            outputs = job.output_frames(np.stack(batch), index)
             composed = time.perf_counter()
-            sink(output)
+            for output in outputs:
+                sink(output)
             sinking += time.perf_counter() - composed
             composing += composed - tick
-            update(1)
+            index += len(batch)
+            update(len(batch))
     return time.perf_counter() - started - sinking - composing, composing
 
 

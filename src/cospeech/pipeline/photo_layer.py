@@ -5,7 +5,7 @@ at about 18 dB, an unrecognisable blur, so no frame the model decodes can carry 
 person's face. The pixels that warping *can* show therefore come from the photo itself:
 each output frame is the photo framed at the output size (:func:`.reference.frame_reference`
 at ``output_size``), warped to the frame's keypoints by the per-region rigid MLS of
-:func:`cospeech.pose.warp.warp_reference` (face, arms, hands and torso each follow the
+:func:`cospeech.pose.warp.warp_references` (face, arms, hands and torso each follow the
 generated pose), and the model's frame, upsampled, shows through only where the warp is not
 valid: where the photo has nothing to show (background uncovered by a moving hand or head,
 what lies outside the photo, and, for a model that sees the warped photo, the inside of a
@@ -30,12 +30,13 @@ from threadpoolctl import ThreadpoolController
 from cospeech.errors import InputError
 from cospeech.pipeline.bundle import ModelBundle
 from cospeech.pipeline.reference import Reference
-from cospeech.pose.warp import WarpConfig, warp_reference
+from cospeech.pose.warp import WarpConfig, WarpedReference, warp_references
 
 PHOTO_SCALE = 2
 """Default output side over the model's side when the photo layer is on."""
 MAX_OUTPUT_SIZE = 1024
-"""Largest output side (pixels): the layer takes ~11 ms per 256x256 frame, growing with area."""
+"""Largest output side (pixels): on one core the layer takes ~7 ms per 256x256 frame and
+~21 ms per 512x512 one, growing with the area (``cospeech bench photo``)."""
 FEATHER = 0.005
 """Soft edge of the painted areas, as a fraction of the output side (1.3 px at 256: a
 mouth opening a few pixels tall stays that size)."""
@@ -66,20 +67,28 @@ class PhotoLayer:
 
     def compose(self, model_frame: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
         """The output frame ``[S, S, 3]`` uint8 for the model's frame ``[s, s, 3]`` uint8 and
-        that frame's keypoints ``[133, 3]`` (model pixels). The warp's small matrix products
-        run on one BLAS thread (:func:`_blas`)."""
-        target = np.array(keypoints, dtype=np.float64)
-        target[:, :2] *= self.size / self.model_size
+        that frame's keypoints ``[133, 3]`` (model pixels)."""
+        return self.compose_frames(model_frame[None], np.asarray(keypoints)[None])[0]
+
+    def compose_frames(self, model_frames: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
+        """:meth:`compose` for frames ``[n, s, s, 3]`` and their keypoints ``[n, 133, 3]``
+        -> ``[n, S, S, 3]``, the warps' regions rasterised together. The warp's small matrix
+        products run on one BLAS thread (:func:`_blas`)."""
+        targets = np.array(keypoints, dtype=np.float64)
+        targets[..., :2] *= self.size / self.model_size
         with _blas().limit(limits=1, user_api="blas"):
-            warped = warp_reference(self.reference.image, self.reference.keypoints, target,
+            warps = warp_references(self.reference.image, self.reference.keypoints, targets,
                                     config=self.warp)  # fmt: skip
+            return np.stack([self._blend(f, w) for f, w in zip(model_frames, warps, strict=True)])
+
+    def _blend(self, model_frame: np.ndarray, warped: WarpedReference) -> np.ndarray:
+        """The warped photo where it is valid over the model's frame, upsampled."""
         painted = model_frame
         if model_frame.shape[0] != self.size:
             painted = cv2.resize(model_frame, (self.size, self.size),
                                  interpolation=cv2.INTER_CUBIC)  # fmt: skip
-        weight = self.photo_weight(warped.valid)[..., None]
-        out = weight * warped.image.astype(np.float32) + (1 - weight) * painted
-        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+        weight = self.photo_weight(warped.valid)
+        return cv2.blendLinear(warped.image, painted, weight, 1.0 - weight)
 
     def photo_weight(self, valid: np.ndarray) -> np.ndarray:
         """float32 ``[S, S]`` in [0, 1]: the photo's share of each pixel for the warp's

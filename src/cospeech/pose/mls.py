@@ -30,8 +30,10 @@ displacement ``D`` (docs/pose.md).
 
 from __future__ import annotations
 
+import functools
 import math
 
+import cv2
 import numpy as np
 
 from cospeech.errors import InputError
@@ -54,30 +56,41 @@ def rigid_mls(
         return points.copy()
     if len(p) == 1:
         return points + (q[0] - p[0])
-    d2 = ((points[:, None, :] - p[None]) ** 2).sum(axis=2)  # [N, K]
+    # Centred on the controls (the map commutes with moving v and p, or q, together), so the
+    # expanded sums below subtract numbers of the size of the region, not of the image.
+    p_mean, q_mean = p.mean(axis=0), q.mean(axis=0)
+    targets = q
+    p, q, v = p - p_mean, q - q_mean, points - p_mean
+    dx = v[:, :1] - p[:, 0]  # [N, K]
+    dy = v[:, 1:] - p[:, 1]
+    d2 = dx * dx + dy * dy
     on = d2 < ON_CONTROL
-    w = 1.0 / np.maximum(d2, ON_CONTROL) ** alpha
-    p_star = (w @ p) / w.sum(axis=1, keepdims=True)  # [N, 2]
-    q_star = (w @ q) / w.sum(axis=1, keepdims=True)
-    # a_i = hat p_i . hat q_i and c_i = hat p_i x hat q_i, summed with the weights, expanded
-    # so that no [N, K, 2] array is needed: hat p_i = p_i - p*, hat q_i = q_i - q*.
-    px, py, qx, qy = p[:, 0], p[:, 1], q[:, 0], q[:, 1]
-    sx, sy, tx, ty = p_star[:, :1], p_star[:, 1:], q_star[:, :1], q_star[:, 1:]
-    hpx, hpy, hqx, hqy = px - sx, py - sy, qx - tx, qy - ty  # [N, K]
-    a = (w * (hpx * hqx + hpy * hqy)).sum(axis=1)
-    c = (w * (hpx * hqy - hpy * hqx)).sum(axis=1)
+    w = np.maximum(d2, ON_CONTROL, out=d2)
+    w = np.reciprocal(w, out=w) if alpha == 1 else np.power(w, -alpha, out=w)
+    # Every weighted sum at once: sum_i w_i (1, p_i, q_i, p_i . q_i, p_i x q_i).
+    dot = p[:, 0] * q[:, 0] + p[:, 1] * q[:, 1]
+    cross = p[:, 0] * q[:, 1] - p[:, 1] * q[:, 0]
+    sums = w @ np.column_stack([np.ones(len(p)), p, q, dot, cross])  # [N, 7]
+    total = sums[:, 0]
+    p_star = sums[:, 1:3] / total[:, None]  # [N, 2]
+    q_star = sums[:, 3:5] / total[:, None]
+    # a = sum w_i hat p_i . hat q_i and c = sum w_i hat p_i x hat q_i with hat p_i = p_i - p*,
+    # hat q_i = q_i - q*: both bilinear, so a = sum w_i p_i . q_i - W p* . q*, c likewise.
+    a = sums[:, 5] - total * (p_star[:, 0] * q_star[:, 0] + p_star[:, 1] * q_star[:, 1])
+    c = sums[:, 6] - total * (p_star[:, 0] * q_star[:, 1] - p_star[:, 1] * q_star[:, 0])
     norm = np.hypot(a, c)
     # No rotation is defined when the controls (or their targets) coincide: |(A, C)| is then
     # rounding noise, far below sum(w) * COINCIDENT^2; keep the translation of the centroids.
-    turns = norm > w.sum(axis=1) * COINCIDENT**2
+    turns = norm > total * COINCIDENT**2
     safe = np.where(turns, norm, 1.0)
     cos = np.where(turns, a / safe, 1.0)
     sin = np.where(turns, c / safe, 0.0)
-    dx, dy = points[:, 0] - p_star[:, 0], points[:, 1] - p_star[:, 1]
-    out = np.stack([cos * dx - sin * dy + q_star[:, 0], sin * dx + cos * dy + q_star[:, 1]], 1)
+    ex, ey = v[:, 0] - p_star[:, 0], v[:, 1] - p_star[:, 1]
+    out = np.stack([cos * ex - sin * ey + q_star[:, 0], sin * ex + cos * ey + q_star[:, 1]], 1)
+    out += q_mean
     if on.any():  # a point on a control point goes to its target
         rows, cols = np.nonzero(on)
-        out[rows] = q[cols]
+        out[rows] = targets[cols]
     return out
 
 
@@ -93,42 +106,40 @@ def _controls(source: np.ndarray, target: np.ndarray, alpha: float) -> tuple[np.
     return p, q
 
 
+@functools.lru_cache(maxsize=16)
 def grid_points(height: int, width: int, grid: int) -> np.ndarray:
     """The nodes where a dense field is evaluated: every ``grid``-th pixel centre from the
     first, ``x_k = 0.5 + k * grid`` for ``k = 0 .. ceil((W - 1) / grid)`` (the last node at or
     past the last pixel centre), ``y`` likewise; continuous pixel coordinates (pixel
-    ``(i, j)`` covers ``[j, j+1) x [i, i+1)``). ``[h, w, 2]`` (x, y); ``grid=1``: every pixel."""
+    ``(i, j)`` covers ``[j, j+1) x [i, i+1)``). ``[h, w, 2]`` (x, y); ``grid=1``: every pixel.
+    Cached, so read-only: a warp asks for the same grid every frame."""
     if int(grid) < 1:
         raise InputError(f"MLS grid must be >= 1 pixel, got {grid}")
     rows, cols = (-(-(int(n) - 1) // grid) + 1 for n in (height, width))
     gx, gy = np.meshgrid(0.5 + grid * np.arange(cols), 0.5 + grid * np.arange(rows))
-    return np.stack([gx, gy], axis=-1)
+    nodes = np.stack([gx, gy], axis=-1)
+    nodes.flags.writeable = False
+    return nodes
 
 
 def upsample_field(coarse: np.ndarray, grid: int, height: int, width: int) -> np.ndarray:
     """Bilinear interpolation of values ``[h, w, C]`` at the nodes of :func:`grid_points` to
     every pixel centre: float32 ``[H, W, C]`` (every pixel lies between nodes: no
-    extrapolation)."""
+    extrapolation). Pixel ``j`` is at node coordinate ``j / grid``: an affine map of the node
+    array (OpenCV's bilinear ``warpAffine``; older OpenCV rounds the weights to 1/32, exact
+    for a grid of 1, 2, 4, 8, 16 or 32 and within 1/64 of a node step otherwise)."""
     coarse = np.asarray(coarse, dtype=np.float32)
     if grid == 1:
         return coarse[:height, :width].copy()
-    rows = _interpolation(height, coarse.shape[0], grid)  # [H, h]
-    cols = _interpolation(width, coarse.shape[1], grid)  # [W, w]
-    along_y = np.tensordot(rows, coarse, axes=(1, 0))  # [H, w, C]
-    return np.ascontiguousarray(np.tensordot(along_y, cols, axes=(1, 1)).transpose(0, 2, 1))
-
-
-def _interpolation(size: int, nodes: int, grid: int) -> np.ndarray:
-    """``[size, nodes]`` float32: linear interpolation weights of pixel ``j`` (at node
-    coordinate ``j / grid``) between its two neighbouring nodes."""
-    t = np.arange(size) / grid
-    left = np.minimum(np.floor(t).astype(np.int64), nodes - 1)
-    right = np.minimum(left + 1, nodes - 1)
-    frac = (t - left).astype(np.float32)
-    out = np.zeros((size, nodes), dtype=np.float32)
-    out[np.arange(size), left] += 1.0 - frac
-    out[np.arange(size), right] += frac
-    return out
+    inverse = np.array([[1.0 / grid, 0.0, 0.0], [0.0, 1.0 / grid, 0.0]])
+    flags, border = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, cv2.BORDER_REPLICATE
+    channels = [  # OpenCV warps at most 4 channels at once
+        cv2.warpAffine(
+            np.ascontiguousarray(part), inverse, (width, height), flags=flags, borderMode=border
+        ).reshape(height, width, -1)
+        for part in np.split(coarse, range(4, coarse.shape[2], 4), axis=2)
+    ]
+    return np.concatenate(channels, axis=-1)
 
 
 def mls_field(
@@ -148,6 +159,10 @@ def mls_field(
     return pixel_centres(height, width) + displacement
 
 
+@functools.lru_cache(maxsize=16)
 def pixel_centres(height: int, width: int) -> np.ndarray:
-    """``[H, W, 2]`` float32 (x, y) of every pixel centre: ``(j + 0.5, i + 0.5)``."""
-    return grid_points(height, width, 1).astype(np.float32)
+    """``[H, W, 2]`` float32 (x, y) of every pixel centre: ``(j + 0.5, i + 0.5)`` (cached,
+    read-only)."""
+    centres = grid_points(height, width, 1).astype(np.float32)
+    centres.flags.writeable = False
+    return centres

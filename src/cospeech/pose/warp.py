@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -51,11 +52,19 @@ earlier one where both claim a pixel): the parts of
 :data:`~cospeech.pose.regions.BODY_REGIONS`, with the arms split into left and right and
 the shoulders joined to the torso."""
 
+FrozenRegions = tuple[tuple[str, tuple[tuple[int, ...], ...]], ...]
+"""A region set as a hashable tuple of ``(name, parts)`` (``tuple(regions.items())``), for
+the per-photo caches."""
 BACKGROUNDS = ("identity", "torso")
 HIP_DROP = 1.5
 """Stand-in hips lie this many shoulder widths below the shoulders (:func:`warp_map`)."""
+OCCLUSION_MARGIN = 0.02
+"""Margin of the photo's regions when judging what hides what (:func:`_photo_regions`), as a
+fraction of the image's shorter side: tighter than the warp's own, the flesh, not the slack."""
 MIN_MOUTH_AREA = 2.0
 """Pixels²: a photo's inner-lip polygon smaller than this shows no mouth interior."""
+BATCH = 16
+"""Frames whose regions :func:`warp_maps` rasterises in one call."""
 _MIN_WEIGHT = 1e-3  # a region's MLS is evaluated only where its weight exceeds this
 
 
@@ -69,7 +78,9 @@ class WarpConfig:
     ``background``: ``identity`` (a static backdrop) or ``torso`` (moves with the torso);
     ``min_confidence``: keypoints below it (in either pose) are not used; ``new_mouth``:
     mark the inside of a mouth opened wider than in the photo not valid (else the stretched
-    lips stand for it)."""
+    lips stand for it); ``occlusion``: mark a pixel not valid where it samples a part of
+    the photo that another region hides there (a hand that rested on the chest in the
+    photo and has moved away leaves the chest under it unknown)."""
 
     grid: int = 4
     margin: float = 0.04
@@ -79,6 +90,7 @@ class WarpConfig:
     background: str = "identity"
     min_confidence: float = 0.3
     new_mouth: bool = True
+    occlusion: bool = True
 
     def __post_init__(self) -> None:
         if not 1 <= int(self.grid) <= 64:
@@ -128,6 +140,19 @@ def warp_reference(
     """Warp ``image`` ``[H, W, 3]`` (uint8 or float32) showing the person in pose
     ``source_pose_frame`` ``[133, 3]`` (image pixels, confidence) to ``target_pose_frame``;
     ``regions`` back to front. Pixels sampled outside the image repeat its border."""
+    target = np.asarray(target_pose_frame)
+    return warp_references(image, source_pose_frame, target[None], regions, config)[0]
+
+
+def warp_references(
+    image: np.ndarray,
+    source_pose_frame: np.ndarray,
+    target_pose_frames: np.ndarray,
+    regions: RegionSet = WARP_REGIONS,
+    config: WarpConfig = WarpConfig(),
+) -> list[WarpedReference]:
+    """:func:`warp_reference` to every pose of ``target_pose_frames`` ``[F, 133, 3]``: the
+    same warps, with the regions of :data:`BATCH` frames rasterised at once."""
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype not in (np.uint8, np.float32):
         raise InputError(
@@ -135,12 +160,14 @@ def warp_reference(
             f"got {image.dtype} {list(image.shape)}"
         )
     height, width = image.shape[:2]
-    warp = warp_map(source_pose_frame, target_pose_frame, height, width, regions, config)
-    xy = warp.source - 0.5  # continuous coordinates -> OpenCV's pixel-index coordinates
-    warped = cv2.remap(
-        image, xy[..., 0], xy[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-    )
-    return WarpedReference(warped, warp.valid, warp.source)
+    out = []
+    for warp in warp_maps(source_pose_frame, target_pose_frames, height, width, regions, config):
+        xy = warp.source - 0.5  # continuous coordinates -> OpenCV's pixel-index coordinates
+        warped = cv2.remap(
+            image, xy[..., 0], xy[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+        out.append(WarpedReference(warped, warp.valid, warp.source))
+    return out
 
 
 def warp_map(
@@ -152,15 +179,67 @@ def warp_map(
     config: WarpConfig = WarpConfig(),
 ) -> WarpMap:
     """The backward map of :func:`warp_reference` for a ``width x height`` image."""
-    src, tgt = _keypoints(source_pose_frame, "source"), _keypoints(target_pose_frame, "target")
+    target = np.asarray(target_pose_frame)
+    return next(warp_maps(source_pose_frame, target[None], height, width, regions, config))
+
+
+def warp_maps(
+    source_pose_frame: np.ndarray,
+    target_pose_frames: np.ndarray,
+    height: int,
+    width: int,
+    regions: RegionSet = WARP_REGIONS,
+    config: WarpConfig = WarpConfig(),
+) -> Iterator[WarpMap]:
+    """:func:`warp_map` to every pose of ``target_pose_frames`` ``[F, 133, 3]``, one after
+    another (the inputs checked before the first); the regions of :data:`BATCH` frames are
+    rasterised at once (one pass of the raster's per-call work instead of one per frame)."""
+    targets = np.asarray(target_pose_frames, dtype=np.float64)
+    if targets.ndim != 3:
+        raise InputError(
+            f"warp: the target pose frames must be [F, {s.NUM_KEYPOINTS}, 3], "
+            f"got {list(targets.shape)}"
+        )
+    src = _keypoints(source_pose_frame, "source")
+    tgts = [_keypoints(frame, "target") for frame in targets]
     if not regions:
         raise InputError("warp_map: need at least one region")
     if config.background == "torso" and "torso" not in regions:
         raise InputError("warp_map: background 'torso' needs a region named torso")
-    src, tgt = _with_hips(src, tgt, config)
-    shared = _confident(src, config) & _confident(tgt, config)
-    # Target regions from the keypoints both poses show (the only ones with a known motion).
-    masks = _soft_masks(tgt, shared, height, width, regions, config)
+    return _batched_maps(src, tgts, height, width, regions, config)
+
+
+def _batched_maps(
+    src: np.ndarray,
+    tgts: list[np.ndarray],
+    height: int,
+    width: int,
+    regions: RegionSet,
+    config: WarpConfig,
+) -> Iterator[WarpMap]:
+    """The maps of :func:`warp_maps` for checked poses."""
+    for first in range(0, len(tgts), BATCH):
+        pairs = [_with_hips(src, tgt, config) for tgt in tgts[first : first + BATCH]]
+        shared = np.stack([_confident(a, config) & _confident(b, config) for a, b in pairs])
+        # Target regions from the keypoints both poses show (the only ones with a known motion).
+        masks = _soft_masks(np.stack([b for _, b in pairs]), shared, height, width, regions,
+                            config)  # fmt: skip
+        for (source, target), use, frame_masks in zip(pairs, shared, masks, strict=True):
+            yield _frame_map(source, target, use, frame_masks, height, width, regions, config)
+
+
+def _frame_map(
+    src: np.ndarray,
+    tgt: np.ndarray,
+    shared: np.ndarray,
+    masks: np.ndarray,
+    height: int,
+    width: int,
+    regions: RegionSet,
+    config: WarpConfig,
+) -> WarpMap:
+    """One frame's map from its poses (with stand-in hips), the keypoints both show
+    ``shared`` ``[133]`` and the target's region masks ``[R, h, w]``."""
     weights, background = _composite(masks)
     centres = grid_points(height, width, config.grid)  # [h, w, 2]
     displacement = _blend(weights, background, centres, regions, tgt, src, shared, config)
@@ -168,6 +247,10 @@ def warp_map(
     full = upsample_field(coarse, config.grid, height, width)
     source = pixel_centres(height, width) + full[..., :2]
     valid = _validity(source, full[..., 2], src, regions, config)
+    if config.occlusion:
+        labels = np.concatenate([background[None], weights]).argmax(axis=0).astype(np.uint8)
+        valid &= ~_occluded(source, _nearest_node(labels, config.grid, height, width), src,
+                            regions, config)  # fmt: skip
     if config.new_mouth:
         valid &= ~_new_mouth_interior(source, src, tgt, config)
     return WarpMap(source, valid)
@@ -218,20 +301,96 @@ def _validity(
     return _inside(source, height, width) & ~((background > 0.5) & shows_person)
 
 
+def _occluded(
+    source: np.ndarray,
+    labels: np.ndarray,
+    keypoints: np.ndarray,
+    regions: RegionSet,
+    config: WarpConfig,
+) -> np.ndarray:
+    """Bool ``[H, W]``: the pixel's region (``labels`` uint8 ``[H, W]``: 0 background, ``1 +
+    r`` region ``r``) samples, at ``source``, a place of the photo (``keypoints``' pose)
+    where a region drawn in front of it stands (:func:`_photo_regions`; the face does not
+    count: its margin spans the neck and hair, which the torso may show)."""
+    height, width = source.shape[:2]
+    photo = _photo_regions(keypoints.tobytes(), height, width, tuple(regions.items()), config)
+    xy = source - 0.5  # continuous -> pixel-index coordinates, as for the image
+    under = cv2.remap(photo, xy[..., 0], xy[..., 1], cv2.INTER_NEAREST,
+                      borderMode=cv2.BORDER_CONSTANT, borderValue=0)  # fmt: skip
+    table = _in_front(tuple(regions))
+    return np.take(table.ravel(), labels.astype(np.intp) * len(table) + under)
+
+
+def _nearest_node(values: np.ndarray, grid: int, height: int, width: int) -> np.ndarray:
+    """Node values ``[h, w]`` (node ``k`` at pixel ``k * grid``) at every pixel: the nearest
+    node's, ``[H, W]``."""
+    inverse = np.array([[1.0 / grid, 0.0, 0.0], [0.0, 1.0 / grid, 0.0]])
+    return cv2.warpAffine(values, inverse, (width, height),
+                          flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+
+
+@functools.lru_cache(maxsize=8)
+def _in_front(names: tuple[str, ...]) -> np.ndarray:
+    """Bool ``[1 + R, 1 + R]``: entry ``[a, b]`` is whether label ``b`` is drawn in front of
+    label ``a`` and hides it (labels: 0 background, ``1 + r`` region ``r``, back to front;
+    the background's row is empty, :func:`_validity` judges it; the face hides nothing)."""
+    labels = len(names) + 1
+    table = np.zeros((labels, labels), dtype=bool)
+    for behind in range(1, labels):
+        for front in range(behind + 1, labels):
+            table[behind, front] = names[front - 1] != "face"
+    table.flags.writeable = False
+    return table
+
+
+@functools.lru_cache(maxsize=8)
+def _photo_regions(
+    keypoints: bytes,
+    height: int,
+    width: int,
+    regions: FrozenRegions,
+    config: WarpConfig,
+) -> np.ndarray:
+    """uint8 ``[H, W]``: on every pixel of the photo (its pose ``keypoints``, the bytes of
+    a float64 ``[133, 3]``) the front-most region there, ``1 + r`` (0: background): the
+    regions' hulls at every pixel, grown by :data:`OCCLUSION_MARGIN`, not softened. Cached
+    for every frame warped from one photo."""
+    sharp = replace(config, grid=1, margin=OCCLUSION_MARGIN, region_margins=(), feather=0.0)
+    masks = _photo_masks(keypoints, height, width, regions, sharp)
+    labels = np.zeros((height, width), dtype=np.uint8)
+    for index, mask in enumerate(masks):  # back to front: a later region covers
+        labels[mask > 0.5] = index + 1
+    labels.flags.writeable = False
+    return labels
+
+
+def _photo_masks(
+    keypoints: bytes,
+    height: int,
+    width: int,
+    regions: FrozenRegions,
+    config: WarpConfig,
+) -> np.ndarray:
+    """The regions' soft masks ``[R, h, w]`` (:func:`_soft_masks`) of the photo's pose
+    ``keypoints`` (the bytes of its float64 ``[133, 3]``, hashable for the caches)."""
+    frame = np.frombuffer(keypoints, dtype=np.float64).reshape(s.NUM_KEYPOINTS, 3)
+    use = _confident(frame, config)
+    return _soft_masks(frame[None], use[None], height, width, dict(regions), config)[0]
+
+
 @functools.lru_cache(maxsize=8)
 def _person_mask(
     keypoints: bytes,
     height: int,
     width: int,
-    regions: tuple[tuple[str, tuple[tuple[int, ...], ...]], ...],
+    regions: FrozenRegions,
     config: WarpConfig,
 ) -> np.ndarray:
     """The soft mask ``[h, w]`` of the person in the photo's pose (``keypoints``: the bytes
     of its float64 ``[133, 3]``) at the grid nodes. Cached: every frame warped from one
     photo needs the same mask (a third of a frame's warping time)."""
-    frame = np.frombuffer(keypoints, dtype=np.float64).reshape(s.NUM_KEYPOINTS, 3)
-    masks = _soft_masks(frame, _confident(frame, config), height, width, dict(regions), config)
-    person = 1.0 - _composite(masks)[1]
+    person = 1.0 - _composite(_photo_masks(keypoints, height, width, regions, config))[1]
     person.flags.writeable = False  # shared by every later call
     return person
 
@@ -327,25 +486,26 @@ def _soft_masks(
     regions: RegionSet,
     config: WarpConfig,
 ) -> np.ndarray:
-    """Soft masks ``[R, h, w]`` in [0, 1] at the nodes of
-    :func:`~cospeech.pose.mls.grid_points`: each region's hulls over the keypoints in ``use``
-    (the rule of :func:`~cospeech.pose.raster.region_token_masks` with one token per node),
-    blurred by ``feather``."""
+    """Soft masks ``[F, R, h, w]`` in [0, 1] at the nodes of
+    :func:`~cospeech.pose.mls.grid_points` for frames ``keypoints`` ``[F, 133, 3]``: each
+    region's hulls over the keypoints in ``use`` ``[F, 133]`` (the rule of
+    :func:`~cospeech.pose.raster.region_token_masks` with one token per node), blurred by
+    ``feather``."""
     grid = int(config.grid)
     rows, cols = grid_points(height, width, grid).shape[:2]
-    frame = keypoints.copy()
+    frames = keypoints.copy()
     # The raster's token centres are at (c + 0.5) * grid, the nodes at 0.5 + c * grid: shift.
-    frame[:, :2] += grid / 2 - 0.5
-    frame[:, 2] = use.astype(np.float64)  # confidence 1 for the keypoints used, 0 otherwise
-    pose = PoseSequence(frame[None], 1.0, cols * grid, rows * grid)
+    frames[..., :2] += grid / 2 - 0.5
+    frames[..., 2] = use.astype(np.float64)  # confidence 1 for the keypoints used, else 0
+    pose = PoseSequence(frames, 1.0, cols * grid, rows * grid)
     margins = {name: m / grid for name, m in config.margins(regions, min(height, width)).items()}
     bits = region_token_masks(
         pose, 1, grid, (1, 1, 1), margins, regions=regions, min_confidence=0.5
-    )
-    masks = np.stack([((bits[0] >> i) & 1).astype(np.float32) for i in range(len(regions))])
+    )  # [F, h, w]
+    masks = np.stack([(bits >> i) & 1 for i in range(len(regions))], axis=1).astype(np.float32)
     sigma = config.feather * min(height, width) / grid
     if sigma >= 0.3:
-        for mask in masks:
+        for mask in masks.reshape(-1, rows, cols):
             cv2.GaussianBlur(mask, (0, 0), sigma, dst=mask, borderType=cv2.BORDER_REPLICATE)
     return masks
 

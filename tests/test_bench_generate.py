@@ -235,6 +235,28 @@ def test_bench_generate_on_tiny_models(tiny, tmp_path, capsys):
         assert run["cli_s"] > 0
 
 
+def test_bench_photo_on_tiny_models(tiny, tmp_path, capsys):
+    out = tmp_path / "photo.json"
+    argv = ["bench", "photo", "--model", "teacher", "--sizes", "64,128", "--repeats", "2",
+            "--json", str(out)]  # fmt: skip
+    assert main([*argv, *_inputs(tiny)]) == 0
+    printed = capsys.readouterr().out
+    data = json.loads(out.read_text())
+    assert data["frames"] == 25 and data["model_size"] == 64 and data["threads"] == 1
+    assert [row["size"] for row in data["sizes"]] == [64, 128]
+    for row in data["sizes"]:
+        assert len(row["seconds_per_frame"]) == 2 and min(row["seconds_per_frame"]) > 0
+        median = statistics.median(row["seconds_per_frame"])
+        assert row["ms_per_frame"] == pytest.approx(1000 * median, rel=1e-12)
+        assert f"{row['size']}x{row['size']}: {row['ms_per_frame']:.2f} ms per frame" in printed
+
+
+def test_bench_photo_refuses_an_output_below_the_models_side(tiny, capsys):
+    argv = ["bench", "photo", "--model", "teacher", "--sizes", "32", *_inputs(tiny)]
+    assert main(argv) == 2
+    assert "--sizes must be in [64, 1024], got 32" in capsys.readouterr().err
+
+
 @pytest.fixture(scope="module")
 def pair(tiny, tmp_path_factory) -> Path:
     """A copy of the tiny model folder with a ``student/`` beside the teacher: the tiny DiT
@@ -324,6 +346,9 @@ def test_help_shows_the_defaults(name, defaults, capsys):
         (["stream", "--minutes", "1", "--span-s", "31"], "--span-s must be in (0, 30]"),
         (["stream", "--threads", "0"], "--threads must be in [1,"),
         (["generate", "--size", "100"], "--size 100:"),
+        (["photo", "--sizes", "256,big"], "--sizes '256,big': expected sides in pixels"),
+        (["photo", "--sizes", "4096"], "--sizes must be in [1, 1024], got 4096"),
+        (["photo", "--repeats", "0"], "--repeats must be >= 1, got 0"),
     ],
 )
 def test_bad_options_are_one_line(argv, message, capsys):

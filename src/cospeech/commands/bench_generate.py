@@ -1,5 +1,6 @@
 """``cospeech bench generate`` (models side by side: load, compute, end to end, first
-chunk) and ``cospeech bench stream`` (a long stream: drift and memory)."""
+chunk), ``cospeech bench stream`` (a long stream: drift and memory) and ``cospeech bench
+photo`` (the photo layer alone, per output size)."""
 
 from __future__ import annotations
 
@@ -57,10 +58,20 @@ def _options(args: argparse.Namespace):
     )
 
 
+def _report(bench, inputs, json_path: str | None) -> None:
+    """Print the inputs and the bench's table; write its JSON when asked."""
+    from cospeech.jsonfile import write_json
+
+    print(f"input: {inputs.audio}, {inputs.image}")
+    print(bench.format())
+    if json_path:
+        write_json(json_path, bench.as_dict())
+        print(f"wrote {json_path}")
+
+
 def _run_generate(args: argparse.Namespace) -> int:
     from cospeech.atomic import check_output
     from cospeech.errors import InputError, check_range
-    from cospeech.jsonfile import write_json
     from cospeech.pipeline.bench import benchmark_generate
     from cospeech.progress import Progress
 
@@ -85,11 +96,45 @@ def _run_generate(args: argparse.Namespace) -> int:
             cli_threads=args.threads, progress=progress,
         )  # fmt: skip
         bar.update(1)
-    print(f"input: {inputs.audio}, {inputs.image}")
-    print(bench.format())
+    _report(bench, inputs, args.json)
+    return 0
+
+
+def _run_photo(args: argparse.Namespace) -> int:
+    import cv2
+
+    from cospeech.atomic import check_output
+    from cospeech.errors import InputError, check_range
+    from cospeech.pipeline.bench import benchmark_photo_layer
+    from cospeech.pipeline.photo_layer import MAX_OUTPUT_SIZE
+    from cospeech.progress import Progress
+
+    check_range("--repeats", args.repeats, 1)
+    try:
+        sizes = [int(size) for size in args.sizes.split(",")]
+    except ValueError:
+        raise InputError(
+            f"--sizes {args.sizes!r}: expected sides in pixels, e.g. 256,512"
+        ) from None
+    for size in sizes:  # the model's side, the lower bound, is checked once it is loaded
+        check_range("--sizes", size, 1, MAX_OUTPUT_SIZE)
     if args.json:
-        write_json(args.json, bench.as_dict())
-        print(f"wrote {args.json}")
+        check_output(args.json, ".json", name="--json")
+    inputs = _inputs(args)
+    _threads(args.threads)
+    if args.threads is not None:
+        cv2.setNumThreads(args.threads)
+    with Progress("bench photo", len(sizes) * args.repeats, "pass", leave=False) as bar:
+
+        def progress(message: str) -> None:
+            if bar.postfix:
+                bar.update(1)
+            bar.set_postfix(message)
+
+        bench = benchmark_photo_layer(_spec(args, args.model), inputs, sizes, args.repeats,
+                                      progress)  # fmt: skip
+        bar.update(1)
+    _report(bench, inputs, args.json)
     return 0
 
 
@@ -134,9 +179,8 @@ def _run_stream(args: argparse.Namespace) -> int:
     return 0
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    from cospeech.pipeline.plans import ATTENTIONS
-
+def _input_options(parser: argparse.ArgumentParser) -> None:
+    """The speech, photo, its keypoints and the model folder (every bench of this module)."""
     parser.add_argument("--audio", default=DEMO_AUDIO, help="speech file")
     parser.add_argument("--image", default=DEMO_IMAGE, help="reference photo")
     parser.add_argument(
@@ -145,6 +189,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "detected with mediapipe)",
     )  # fmt: skip
     parser.add_argument("--model-folder", help="model folder (default: the shipped demo models)")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    from cospeech.pipeline.plans import ATTENTIONS
+
+    _input_options(parser)
     parser.add_argument(
         "--size", type=int, help="frame side in pixels, the same for every model (default: "
         "each model's own)",
@@ -193,3 +243,16 @@ def register(tree) -> None:
         "--span-s", type=float, default=60.0, help="seconds of the first and last span compared"
     )
     _common(s)
+    p = tree.subcommand(
+        "bench", "photo", "the photo layer alone (warp + blend) per output size",
+        _run_photo, group_help="speed benchmarks",
+    )  # fmt: skip
+    p.add_argument("--sizes", default="128,256,512", help="comma-separated output sides")
+    p.add_argument("--repeats", type=int, default=3, help="passes per size; medians reported")
+    p.add_argument(
+        "--model", default="student",
+        help="model whose motion drives the poses (teacher, student or a folder)",
+    )  # fmt: skip
+    _input_options(p)
+    p.add_argument("--threads", type=int, help="torch and OpenCV threads (default: theirs)")
+    p.add_argument("--json", help="also write the figures as JSON")

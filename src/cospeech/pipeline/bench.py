@@ -21,7 +21,9 @@ Each figure is the median over the repeats; the derived ones come from those med
 against the first model of the list (the baseline, normally the teacher), ``speedup =
 baseline compute_per_video_s / compute_per_video_s`` (None when the frame sizes differ).
 
-Also the resident memory of this process (:func:`rss_bytes`), used by the long-stream run.
+Also the resident memory of this process (:func:`rss_bytes`), used by the long-stream run,
+and ``cospeech bench photo`` (:func:`benchmark_photo_layer`): the photo layer alone, per
+output size, on the driving poses of the same inputs.
 """
 
 from __future__ import annotations
@@ -36,12 +38,17 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from cospeech.errors import CospeechError, InputError, check_range
+from cospeech.latent_geometry import TIME_STRIDE
 from cospeech.pipeline.bundle import MODEL_KINDS, load_settings, model_source
 from cospeech.pipeline.generate import GenerateOptions, GenerateResult, resolve_options
-from cospeech.pipeline.generator import Generator
+from cospeech.pipeline.generator import Generator, load_photo_pose
+from cospeech.pipeline.photo_layer import MAX_OUTPUT_SIZE, PhotoLayer, photo_layer_for
+from cospeech.pipeline.reference import frame_reference
+from cospeech.pose.warp import BATCH
 
 FIRST_FIELDS = ("first_chunk_s", "first_chunk_with_load_s")
 
@@ -349,3 +356,89 @@ def benchmark_generate(
                 measured[index].append(repeat)
     rows = [_speed(spec.model, results[i], measured[i]) for i, spec in enumerate(specs)]
     return GenerateBench(rows, torch.get_num_threads())
+
+
+@dataclass(frozen=True)
+class PhotoLayerSpeed:
+    """The photo layer at one output ``size``: seconds per frame of each repeat."""
+
+    size: int
+    seconds_per_frame: list[float]
+
+    @property
+    def ms_per_frame(self) -> float:
+        return 1000 * statistics.median(self.seconds_per_frame)
+
+
+@dataclass(frozen=True)
+class PhotoLayerBench:
+    """:func:`benchmark_photo_layer`: ``frames`` driving poses composed ``chunk`` at a time
+    over model frames of side ``model_size``, at each output size."""
+
+    frames: int
+    chunk: int
+    model_size: int
+    threads: int
+    rows: list[PhotoLayerSpeed]
+
+    def as_dict(self) -> dict:
+        rows = [{"size": r.size, "ms_per_frame": r.ms_per_frame,
+                 "seconds_per_frame": r.seconds_per_frame} for r in self.rows]  # fmt: skip
+        return {"frames": self.frames, "chunk": self.chunk, "model_size": self.model_size,
+                "threads": self.threads, "sizes": rows}  # fmt: skip
+
+    def format(self) -> str:
+        repeats = len(self.rows[0].seconds_per_frame)
+        lines = [
+            f"photo layer over {self.model_size}x{self.model_size} model frames, "
+            f"{self.frames} driving poses, {self.chunk} per call, {self.threads} OpenCV "
+            f"thread(s); medians of {repeats} repeat(s)"
+        ]
+        for row in self.rows:
+            lines.append(f"{row.size}x{row.size}: {row.ms_per_frame:.2f} ms per frame "
+                         f"({1000 / row.ms_per_frame:.0f} frames/s)")  # fmt: skip
+        return "\n".join(lines)
+
+
+def time_photo_layer(layer: PhotoLayer, keypoints: np.ndarray, chunk: int) -> float:
+    """Seconds per frame of :meth:`PhotoLayer.compose_frames` over the driving ``keypoints``
+    ``[F, 133, 3]`` (model pixels), ``chunk`` frames per call, the model's frames mid-grey
+    (the layer's cost does not depend on their pixels)."""
+    side = layer.model_size
+    painted = np.full((chunk, side, side, 3), 128, np.uint8)
+    started = time.perf_counter()
+    for first in range(0, len(keypoints), chunk):
+        poses = keypoints[first : first + chunk]
+        layer.compose_frames(painted[: len(poses)], poses)
+    return (time.perf_counter() - started) / len(keypoints)
+
+
+def benchmark_photo_layer(
+    spec: ModelSpec, inputs: BenchInputs, sizes: list[int], repeats: int,
+    progress: Callable[[str], None] | None = None,
+) -> PhotoLayerBench:  # fmt: skip
+    """The photo layer alone at each output size of ``sizes``, on the driving poses the
+    model ``spec``'s motion makes from ``inputs``' speech and photo (``repeats`` passes
+    over them per size, interleaved size by size)."""
+    import cv2
+
+    generator = spec.load()
+    options = generator.resolve(GenerateOptions(photo_layer=False))
+    for size in sizes:
+        check_range("--sizes", size, options.size, MAX_OUTPUT_SIZE)
+    job = generator.prepare(inputs.audio, inputs.image, reference_pose=inputs.reference_pose,
+                            options=options)  # fmt: skip
+    photo, pose = load_photo_pose(str(inputs.image), inputs.reference_pose)
+    layers = [photo_layer_for(generator.bundle, frame_reference(photo, pose, size), options.size)
+              for size in sizes]  # fmt: skip
+    # As generate calls it: the student per chunk, the teacher's decoded frames in batches.
+    student = generator.kind == "student"
+    chunk = generator.bundle.settings.chunk_frames * TIME_STRIDE if student else BATCH
+    seconds: list[list[float]] = [[] for _ in sizes]
+    for repeat in range(repeats):
+        for size, layer, times in zip(sizes, layers, seconds, strict=True):
+            if progress is not None:
+                progress(f"{size}x{size}, repeat {repeat + 1}/{repeats}")
+            times.append(time_photo_layer(layer, job.keypoints, chunk))
+    rows = [PhotoLayerSpeed(size, times) for size, times in zip(sizes, seconds, strict=True)]
+    return PhotoLayerBench(job.frames, chunk, options.size, cv2.getNumThreads(), rows)

@@ -13,8 +13,10 @@ from PIL import Image
 from skimage import data as skimage_data
 
 from cospeech.cli import build_parser, main
+from cospeech.errors import InputError
 from cospeech.eval.bench import (
     ROW_KEYS,
+    ROWS,
     TABLE1,
     TABLE2,
     BenchOptions,
@@ -72,6 +74,7 @@ def run(inputs) -> tuple[BenchOptions, dict, str, dict]:
     options = BenchOptions(
         corpus=inputs["corpus"], clips=1, frames=FRAMES, photos=(inputs["photo"],),
         audio=inputs["speech"], rows=ROW_KEYS, model_folder=inputs["models"],
+        sparse_teacher=inputs["models"] / "teacher",  # the fine-tuned row: the same DiT here
     )  # fmt: skip
     out, json_out = inputs["folder"] / "results.md", inputs["folder"] / "results.json"
     report = bench(options, out, json_out, progress=False)
@@ -108,7 +111,8 @@ def test_every_row_ran_but_the_missing_student(run):
     assert list(rows) == list(ROW_KEYS)
     for student in ("student", "student-photo"):
         assert rows[student]["note"] is not None and "student" in rows[student]["note"]
-    for key in ("teacher", "teacher-global", "teacher-sparse", "teacher-photo"):
+    for key in ("teacher", "teacher-global", "teacher-sparse", "teacher-sparse-ft",
+                "teacher-photo"):  # fmt: skip
         row = rows[key]
         assert row["note"] is None
         (clip,) = row["clips"]
@@ -119,6 +123,13 @@ def test_every_row_ran_but_the_missing_student(run):
         assert 0 <= photo["face_rate"] <= 1
         # end to end holds the compute and more (loading, motion, writing)
         assert photo["seconds"] > photo["compute_seconds"] > 0
+    # --sparse-teacher named the teacher itself: the same frames as the sparse row, so the
+    # same scores (the same computation repeated, deterministic: equal bit for bit).
+    for name in ("psnr", "ssim", "lipsync", "density"):
+        assert (
+            rows["teacher-sparse-ft"]["synthetic"][name]
+            == rows["teacher-sparse"]["synthetic"][name]
+        )
     # The photo layer's videos are twice the model's side; the model's own are its side.
     model_side = rows["teacher"]["photos"][0]["size"]
     assert rows["teacher-photo"]["photos"][0]["size"] == 2 * model_side
@@ -176,6 +187,14 @@ def test_the_command_line_gives_back_the_same_options(run):
     assert tuple(map(Path, args.photos)) == options.photos
     assert Path(args.audio) == options.audio
     assert Path(args.model_folder) == options.model_folder
+    assert Path(args.sparse_teacher) == options.sparse_teacher
+
+
+def test_the_fine_tuned_sparse_row_needs_its_model(inputs):
+    options = BenchOptions(corpus=inputs["corpus"], rows=("teacher-sparse-ft",))
+    row = next(row for row in ROWS if row.key == "teacher-sparse-ft")
+    with pytest.raises(InputError, match="give --sparse-teacher DIR"):
+        options.row_model(row)
 
 
 def test_head_motion_of_a_known_sway():

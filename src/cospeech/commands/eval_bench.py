@@ -15,6 +15,7 @@ def _run(args: argparse.Namespace) -> int:
         photos=tuple(map(Path, args.photos)) if args.photos else None, audio=Path(args.audio),
         rows=parse_rows(args.rows) if args.rows is not None else ROW_KEYS,
         model_folder=Path(args.model_folder) if args.model_folder else None,
+        sparse_teacher=Path(args.sparse_teacher) if args.sparse_teacher else None,
     )  # fmt: skip
     json_out = Path(args.json) if args.json else None
     report = bench(options, Path(args.out), json_out)
@@ -54,8 +55,14 @@ def register(tree) -> None:
     parser.add_argument(
         "--rows",
         help="comma-separated rows (default: all): teacher (dense), teacher-global (+ global "
-        "mask), teacher-sparse (+ global and local), student (DMD; not run when the model "
-        "folder has none)",
+        "mask), teacher-sparse (+ global and local), teacher-sparse-ft (+ global and local, "
+        "the --sparse-teacher model), student (DMD; not run when the model folder has none), "
+        "teacher-photo and student-photo (through the photo layer)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--sparse-teacher", metavar="DIR",
+        help="the teacher fine-tuned with sparse attention (a `cospeech train sparse` run's "
+        "final-ema with a sampling.json) for the teacher-sparse-ft row",
     )  # fmt: skip
     parser.add_argument(
         "--model-folder", help="model folder: teacher/, vae/, student/ (default: the demo models)"

@@ -14,7 +14,8 @@ one run, on the same inputs, in two parts:
   the paper's FPS: no loading, no I/O) and the realised attention density;
 * **real photos** (no ground truth): the full path, speech -> motion -> video, written as
   ``cospeech generate`` writes it, and measured as ``cospeech eval video`` measures (face
-  rate, identity against the photo, mouth-speech r) plus the head motion; end to end
+  rate, identity against the photo, mouth-speech r) plus the head motion and how the arms
+  and hands follow the driving keypoints (:mod:`cospeech.eval.video.follow`); end to end
   seconds count loading the models too.
 
 A row that cannot run (no student in the model folder) is reported as not run, with the
@@ -52,6 +53,7 @@ from cospeech.eval.teacher import (
     video_scores,
 )
 from cospeech.eval.video.faces import FaceAnalyzer
+from cospeech.eval.video.follow import ArmFollow, arm_follow, holistic_keypoints
 from cospeech.eval.video.hands import HandScores, hand_scores
 from cospeech.eval.video.report import (
     VideoEvalConfig,
@@ -63,7 +65,7 @@ from cospeech.jsonfile import write_json
 from cospeech.pipeline.bundle import load_settings
 from cospeech.pipeline.generate import GenerateOptions, GenerateResult
 from cospeech.pipeline.generator import Generator, Job, load_reference
-from cospeech.pipeline.photo_layer import PhotoLayer
+from cospeech.pipeline.photo_layer import photo_layer_for
 from cospeech.pose.face68 import head_motion, head_turn
 from cospeech.progress import Progress
 
@@ -72,6 +74,7 @@ DEFAULT_OUT = Path("docs/results.md")
 DEFAULT_CLIPS = 24  # every test identity of the synthetic corpus (as eval teacher)
 DEFAULT_FRAMES = 49
 FACE_MEASURES = VideoEvalConfig(skip=("hands", "quality"))
+PHOTO_MEASURES = VideoEvalConfig(skip=("quality",))  # + Holistic keypoints, for the arm follow
 NOT_COMPUTED = (
     "**FID, FVD** need the Inception-v3 and I3D weight files, which cannot be downloaded "
     "here; `cospeech eval fid` and `cospeech eval fvd` compute them for users who have "
@@ -101,10 +104,13 @@ class BenchRow:
     photo_layer: bool = False
 
 
+SPARSE_TEACHER = "--sparse-teacher"
+"""The model of the fine-tuned sparse row: the DiT folder given by ``--sparse-teacher``."""
 ROWS = (
     BenchRow("teacher", "dense teacher", "teacher", "dense"),
     BenchRow("teacher-global", "+ global mask", "teacher", "global"),
     BenchRow("teacher-sparse", "+ global and local", "teacher", "sparse"),
+    BenchRow("teacher-sparse-ft", "+ global and local, sparse fine-tune", SPARSE_TEACHER, "sparse"),
     BenchRow("student", "DMD student", "student", None),
     BenchRow("teacher-photo", "dense teacher + photo layer", "teacher", "dense", True),
     BenchRow("student-photo", "DMD student + photo layer", "student", None, True),
@@ -126,7 +132,21 @@ def parse_rows(text: str) -> tuple[str, ...]:
 @dataclass(frozen=True)
 class BenchOptions:
     """What ``cospeech eval bench`` measures. ``photos``: photo files (None: the default
-    photos, :func:`default_photos`); ``model_folder`` None: the bundled models."""
+    photos, :func:`default_photos`); ``model_folder`` None: the bundled models;
+    ``sparse_teacher``: the DiT folder of the ``teacher-sparse-ft`` row (a ``cospeech train
+    sparse`` run's ``final-ema`` with its ``sampling.json``; None: that row is not run)."""
+
+    def row_model(self, row: BenchRow) -> str:
+        """The model of ``row`` as :meth:`Generator.from_pretrained` takes it (InputError
+        for the fine-tuned sparse row without ``--sparse-teacher``)."""
+        if row.model != SPARSE_TEACHER:
+            return row.model
+        if self.sparse_teacher is None:
+            raise InputError(
+                "give --sparse-teacher DIR, the final-ema of a `cospeech train sparse` run "
+                "(docs/training.md)"
+            )
+        return str(self.sparse_teacher)
 
     corpus: Path
     clips: int = DEFAULT_CLIPS
@@ -135,6 +155,7 @@ class BenchOptions:
     audio: Path = DEFAULT_AUDIO
     rows: tuple[str, ...] = ROW_KEYS
     model_folder: Path | None = None
+    sparse_teacher: Path | None = None
     split: str = "test"
     seed: int = 0
 
@@ -151,6 +172,8 @@ class BenchOptions:
         words += ["--audio", str(self.audio), "--rows", ",".join(self.rows)]
         if self.model_folder is not None:
             words += ["--model-folder", str(self.model_folder)]
+        if self.sparse_teacher is not None:
+            words += ["--sparse-teacher", str(self.sparse_teacher)]
         if out is not None:
             words += ["--out", str(out)]
         if json_out is not None:
@@ -185,8 +208,9 @@ class SyntheticScore:
 
 @dataclass(frozen=True)
 class PhotoScore:
-    """One row on one photo: face measures of the written video, its compute seconds and
-    end-to-end seconds (model loading, speech, motion, sampling, decode, writing)."""
+    """One row on one photo: face measures of the written video, how its arms and hands
+    follow the driving keypoints (:mod:`cospeech.eval.video.follow`), its compute seconds
+    and end-to-end seconds (model loading, speech, motion, sampling, decode, writing)."""
 
     photo: str
     frames: int
@@ -196,6 +220,14 @@ class PhotoScore:
     mouth_speech_corr: float
     head_motion: float
     head_turn: float
+    arm_follow_error: float
+    arm_follow_pck: float
+    arm_follow_points: int
+    arm_follow_frames: int
+    hand_follow_error: float
+    hand_follow_pck: float
+    hand_follow_points: int
+    hand_follow_frames: int
     compute_seconds: float
     seconds: float
 
@@ -271,13 +303,13 @@ class Inputs:
     notes: dict[str, str]
 
 
-def row_size(folder: Path | None, rows: list[BenchRow]) -> tuple[int, dict[str, str]]:
+def row_size(options: BenchOptions, rows: list[BenchRow]) -> tuple[int, dict[str, str]]:
     """The frame size the rows' models render, and why a row cannot run (its model's
     settings cannot be read); InputError when no row can run or sizes differ."""
     sizes, notes = {}, {}
     for row in rows:
         try:
-            sizes[row.key] = load_settings(folder, row.model).size
+            sizes[row.key] = load_settings(options.model_folder, options.row_model(row)).size
         except CospeechError as exc:
             notes[row.key] = " ".join(str(exc).split())
     if not sizes:
@@ -293,7 +325,7 @@ def check_inputs(options: BenchOptions, rows: list[BenchRow]) -> Inputs:
     """Load and check every input (one InputError line for the first bad one)."""
     from cospeech.eval.video.faces import reference_descriptor
 
-    size, notes = row_size(options.model_folder, rows)
+    size, notes = row_size(options, rows)
     clips = pick_clips(options.corpus, options.split, options.clips, options.frames, size)
     windows = [load_clip_window(clip, options.frames, size) for clip in clips]
     photos = read_photos(options.photos)
@@ -305,9 +337,10 @@ def check_inputs(options: BenchOptions, rows: list[BenchRow]) -> Inputs:
     return Inputs(windows, photos, descriptors, analyzer, speech, notes)
 
 
-def load_generator(folder: Path | None, row: BenchRow) -> Generator:
-    """The row's model and attention from ``folder`` (None: the bundled models)."""
-    return Generator.from_pretrained(folder, model=row.model, attention=row.attention)
+def load_generator(options: BenchOptions, row: BenchRow) -> Generator:
+    """The row's model and attention from the options' model folder."""
+    model = options.row_model(row)
+    return Generator.from_pretrained(options.model_folder, model=model, attention=row.attention)
 
 
 def render_window(
@@ -316,7 +349,8 @@ def render_window(
     """The window's frames rendered from its ground-truth keypoints and reference (the
     model's own sampling settings), kept in memory, at the model's size (the ground
     truth's): with ``photo_layer``, the reference warped to each pose at that size with
-    the model painting what it cannot show."""
+    the model painting what it cannot show, as ``generate`` composes it for this model
+    (:func:`~cospeech.pipeline.photo_layer.photo_layer_for`)."""
     size = window.reference.size
     options = generator.resolve(
         GenerateOptions(seed=seed, size=size, photo_layer=photo_layer, output_size=size)
@@ -325,7 +359,7 @@ def render_window(
         options=options, audio=np.zeros(0, np.float32),  # nothing is written: no speech
         frames=len(window.truth), reference=window.reference, keypoints=window.keypoints,
         motion="ground truth", started=time.perf_counter(), prepare_seconds=0.0,
-        photo=PhotoLayer(window.reference, size) if photo_layer else None,
+        photo=photo_layer_for(generator.bundle, window.reference, size) if photo_layer else None,
     )  # fmt: skip
     return generator.render(job)
 
@@ -333,11 +367,7 @@ def render_window(
 def video_hand_scores(frames: np.ndarray) -> HandScores:
     """HKC / HKV of uint8 frames ``[F, H, W, 3]`` (MediaPipe Holistic in video mode, as
     ``cospeech eval video``)."""
-    from cospeech.pose.extract.mediapipe_backend import MediaPipeHolistic
-
-    with contextlib.closing(MediaPipeHolistic(static_images=False)) as holistic:
-        keypoints = np.stack([holistic(frame) for frame in frames])
-    return hand_scores(keypoints, FACE_MEASURES.hands)
+    return hand_scores(holistic_keypoints(frames), FACE_MEASURES.hands)
 
 
 def score_window(result: GenerateResult, window: ClipWindow) -> SyntheticScore:
@@ -354,7 +384,6 @@ def score_window(result: GenerateResult, window: ClipWindow) -> SyntheticScore:
 
 
 def bench_photo(
-    folder: Path | None,
     row: BenchRow,
     photo: Photo,
     descriptor: np.ndarray,
@@ -363,13 +392,14 @@ def bench_photo(
     out: Path,
 ) -> PhotoScore:
     """The full path for one photo (timed from loading the models), written to ``out`` and
-    measured as ``cospeech eval video`` measures."""
+    measured as ``cospeech eval video`` measures, plus the arm follow."""
     started = time.perf_counter()
-    generator = load_generator(folder, row)
+    generator = load_generator(options, row)
     generate_options = GenerateOptions(seed=options.seed, photo_layer=row.photo_layer)
     result = generator(options.audio, photo.image, options=generate_options, output=out)
     seconds = time.perf_counter() - started
-    records = analyse_frames(out, inputs.analyzer, FACE_MEASURES, result.frames)
+    records = analyse_frames(out, inputs.analyzer, PHOTO_MEASURES, result.frames)
+    follow = arm_follow(np.stack(records.keypoints), result.keypoints, result.size)
     faces = sum(face is not None for face in records.faces)
     landmarks = records.landmarks()
     identity = identity_report(records, descriptor, photo.name, FACE_MEASURES.faces)
@@ -380,8 +410,16 @@ def bench_photo(
         face_rate=faces / len(records.faces),
         identity_same_rate=identity["identity_same_rate"],
         mouth_speech_corr=sync["mouth_speech_corr"], head_motion=head_motion(landmarks),
-        head_turn=head_turn(landmarks), compute_seconds=result.compute_seconds, seconds=seconds,
+        head_turn=head_turn(landmarks), **follow_fields(follow),
+        compute_seconds=result.compute_seconds, seconds=seconds,
     )  # fmt: skip
+
+
+def follow_fields(follow: ArmFollow) -> dict[str, float | int]:
+    """The ``arm_follow_*`` and ``hand_follow_*`` fields of :class:`PhotoScore`."""
+    return {f"{group}_follow_{name}": value
+            for group, score in (("arm", follow.arms), ("hand", follow.hands))
+            for name, value in asdict(score).items()}  # fmt: skip
 
 
 def run_row(
@@ -391,7 +429,7 @@ def run_row(
     loaded."""
     note, generator = inputs.notes.get(row.key), None
     try:
-        generator = None if note else load_generator(options.model_folder, row)
+        generator = None if note else load_generator(options, row)
     except CospeechError as exc:
         note = " ".join(str(exc).split())
     if generator is None:
@@ -408,9 +446,7 @@ def run_row(
                                                     strict=True)):  # fmt: skip
         bar.set_postfix(f"{row.label}: {photo.name}")
         out = folder / f"{row.key}-{index}.mp4"
-        result.photos.append(
-            bench_photo(options.model_folder, row, photo, descriptor, inputs, options, out)
-        )
+        result.photos.append(bench_photo(row, photo, descriptor, inputs, options, out))
         bar.update()
     return result
 
@@ -512,7 +548,8 @@ def markdown_table(header: list[str], lines: list[list[str]]) -> list[str]:
 TABLE1 = ["row", "PSNR (dB) ↑", "SSIM ↑", "lip-sync r ↑", "HKC ↑", "HKV (px²)",
           "compute FPS ↑", "speed-up", "attention density"]  # fmt: skip
 TABLE2 = ["row", "photo", "frames", "face rate ↑", "identity ↑", "mouth-speech r ↑",
-          "size", "head motion", "head turn", "compute FPS ↑", "end-to-end FPS ↑",
+          "size", "head motion", "head turn", "arm follow err ↓", "arm PCK ↑",
+          "hand follow err ↓", "hand PCK ↑", "compute FPS ↑", "end-to-end FPS ↑",
           "end-to-end s"]  # fmt: skip
 
 
@@ -548,6 +585,8 @@ def table2(report: dict) -> list[str]:
                 row["label"], p["photo"], str(p["frames"]), cell(p["face_rate"]),
                 cell(p["identity_same_rate"]), cell(p["mouth_speech_corr"], 2),
                 f"{p['size']}x{p['size']}", cell(p["head_motion"]), cell(p["head_turn"]),
+                cell(p["arm_follow_error"]), cell(p["arm_follow_pck"], 2),
+                cell(p["hand_follow_error"]), cell(p["hand_follow_pck"], 2),
                 cell(p["compute_fps"], 2), cell(p["end_to_end_fps"], 2),
                 cell(p["seconds"], 1),
             ])  # fmt: skip

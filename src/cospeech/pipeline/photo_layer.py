@@ -8,7 +8,8 @@ at ``output_size``), warped to the frame's keypoints by the per-region rigid MLS
 :func:`cospeech.pose.warp.warp_references` (face, arms, hands and torso each follow the
 generated pose), and the model's frame, upsampled, shows through only where the warp is not
 valid: where the photo has nothing to show (background uncovered by a moving hand or head,
-what lies outside the photo, and, for a model that sees the warped photo, the inside of a
+the chest under a hand that rested on it in the photo and moved away, what lies outside the
+photo, and, for a model that sees the warped photo, the inside of a
 mouth opened wider than in the photo: :func:`photo_layer_for`). The mask's edge is softened
 over ``feather`` of the frame side, the not-valid area grown by as much, so a painted gap is
 painted whole.

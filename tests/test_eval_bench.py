@@ -195,6 +195,9 @@ def test_the_fine_tuned_sparse_row_needs_its_model(inputs):
     row = next(row for row in ROWS if row.key == "teacher-sparse-ft")
     with pytest.raises(InputError, match="give --sparse-teacher DIR"):
         options.row_model(row)
+    run = inputs["folder"]  # a folder, but no config.json + sampling.json in it
+    with pytest.raises(InputError, match=r"--sparse-teacher .*: not a trained DiT folder"):
+        BenchOptions(corpus=inputs["corpus"], sparse_teacher=run).row_model(row)
 
 
 def test_head_motion_of_a_known_sway():

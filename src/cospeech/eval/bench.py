@@ -62,7 +62,7 @@ from cospeech.eval.video.report import (
     sync_report,
 )
 from cospeech.jsonfile import write_json
-from cospeech.pipeline.bundle import load_settings
+from cospeech.pipeline.bundle import CONFIG_NAME, SAMPLING_FILE, load_settings
 from cospeech.pipeline.generate import GenerateOptions, GenerateResult
 from cospeech.pipeline.generator import Generator, Job, load_reference
 from cospeech.pipeline.photo_layer import photo_layer_for
@@ -146,7 +146,14 @@ class BenchOptions:
                 "give --sparse-teacher DIR, the final-ema of a `cospeech train sparse` run "
                 "(docs/training.md)"
             )
-        return str(self.sparse_teacher)
+        folder = self.sparse_teacher
+        if not ((folder / CONFIG_NAME).is_file() and (folder / SAMPLING_FILE).is_file()):
+            raise InputError(
+                f"--sparse-teacher {folder}: not a trained DiT folder ({CONFIG_NAME} + "
+                f"{SAMPLING_FILE}; copy the teacher's {SAMPLING_FILE} beside a `cospeech train "
+                "sparse` run's final-ema, docs/training.md)"
+            )
+        return str(folder)
 
     corpus: Path
     clips: int = DEFAULT_CLIPS

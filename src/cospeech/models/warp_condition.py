@@ -25,7 +25,7 @@ from cospeech.errors import InputError
 from cospeech.latent_geometry import latent_frames, video_frames
 from cospeech.media.pixels import pixels_to_tensor
 from cospeech.models.vae import VideoVAE
-from cospeech.pose.warp import warp_reference
+from cospeech.pose.warp import warp_references
 
 WARP_FILL = 0.0
 """Value (in the VAE's [-1, 1] pixel range: mid-grey) of the pixels the warp marks invalid."""
@@ -42,8 +42,8 @@ def warp_video(
     """The reference ``image`` uint8 ``[H, W, 3]`` in pose ``reference_keypoints``
     ``[133, 3]`` warped to each pose of ``keypoints`` ``[F, 133, 3]`` (pixels of ``image``):
     frames uint8 ``[F, H, W, 3]`` and validity bool ``[F, H, W]``
-    (:func:`cospeech.pose.warp.warp_reference`)."""
-    warped = [warp_reference(image, reference_keypoints, target) for target in keypoints]
+    (:func:`cospeech.pose.warp.warp_references`)."""
+    warped = warp_references(image, reference_keypoints, keypoints)
     return np.stack([w.image for w in warped]), np.stack([w.valid for w in warped])
 
 

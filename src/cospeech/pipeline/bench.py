@@ -426,9 +426,9 @@ def benchmark_photo_layer(
     options = generator.resolve(GenerateOptions(photo_layer=False))
     for size in sizes:
         check_range("--sizes", size, options.size, MAX_OUTPUT_SIZE)
-    job = generator.prepare(inputs.audio, inputs.image, reference_pose=inputs.reference_pose,
-                            options=options)  # fmt: skip
+    # The photo and its keypoints read (or detected) once, for the motion and every size.
     photo, pose = load_photo_pose(str(inputs.image), inputs.reference_pose)
+    job = generator.prepare(inputs.audio, photo, reference_pose=pose, options=options)
     layers = [photo_layer_for(generator.bundle, frame_reference(photo, pose, size), options.size)
               for size in sizes]  # fmt: skip
     # As generate calls it: the student per chunk, the teacher's decoded frames in batches.

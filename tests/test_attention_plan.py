@@ -92,6 +92,24 @@ def test_token_mask_contains_reference_and_equals_it_when_exact(block_size):
     assert exact.token_density == pytest.approx(reference.float().mean().item())
 
 
+def test_chunk_mask_is_the_reference_mask_between_the_frames_named():
+    """Queries of some frames against keys of others, in the order named: the rows and
+    columns of the dense Eq. 3 mask for those frames' tokens."""
+    frame_mask, labels = _inputs(seed=6)
+    plan = SparsePlan.build(frame_mask, labels, block_size=16, exact=True)
+    reference = input_aware_token_mask(frame_mask, labels)
+    n = plan.tokens_per_frame
+    for queries, keys in [([2], [0, 1, 2]), ([1, 2], [0, 1, 2]), ([3], [0, 2, 3]), ([0], [0])]:
+        rows = torch.cat([torch.arange(f * n, (f + 1) * n) for f in queries])
+        cols = torch.cat([torch.arange(f * n, (f + 1) * n) for f in keys])
+        mask = plan.chunk_mask(queries, keys, "cpu")
+        assert mask.shape == (len(rows), len(cols))
+        assert torch.equal(mask, reference[rows[:, None], cols[None, :]])
+    assert plan.chunk_mask([2], [0, 1, 2], "cpu") is plan.chunk_mask([2], [0, 1, 2], "cpu")
+    with pytest.raises(InputError, match="outside the plan"):
+        plan.chunk_mask([9], [0], "cpu")
+
+
 def test_region_sorting_makes_blocks_sparser_than_raw_order():
     # Two regions in a checkerboard: unsorted, every block mixes labels.
     labels = (torch.arange(64).reshape(1, 8, 8).repeat(4, 1, 1) % 2) + 1

@@ -7,8 +7,10 @@ arithmetic of the reported measurements.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
+import mmap
 import statistics
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import pytest
 import soundfile
 
 from cospeech.cli import main
+from cospeech.errors import InputError
 from cospeech.eval.stream_drift import (
     FACE_SIDE,
     HISTOGRAM_BINS,
@@ -28,7 +31,7 @@ from cospeech.eval.stream_drift import (
     histogram_distance,
     long_speech,
 )
-from cospeech.pipeline.bench import GenerateBench, ModelSpeed, Repeat, rss_bytes
+from cospeech.pipeline.bench import GenerateBench, ModelSpec, ModelSpeed, Repeat, rss_bytes
 from cospeech.pose import schema
 from cospeech.shipped import ASSETS
 from pipeline_fixture import tiny_models
@@ -50,12 +53,16 @@ def _vm_rss() -> int:
 
 
 def test_rss_matches_the_kernel_and_sees_an_allocation():
+    gc.collect()  # nothing of earlier tests freed between the reads
     before = rss_bytes()
     assert abs(before - _vm_rss()) < 4 * MIB  # the two reads are a few lines apart
-    block = np.ones(64 * MIB, np.uint8)  # every page written, so every page resident
-    grown = rss_bytes() - before
+    # A fresh anonymous mapping (not malloc, which may hand back pages an earlier test
+    # freed but the process kept resident), every page written, so every page resident.
+    with mmap.mmap(-1, 64 * MIB) as block:
+        for offset in range(0, 64 * MIB, mmap.PAGESIZE):
+            block[offset] = 1
+        grown = rss_bytes() - before
     assert 56 * MIB < grown < 72 * MIB
-    del block
 
 
 def test_memory_trace_reads_the_first_span_and_the_end():
@@ -233,6 +240,27 @@ def test_bench_generate_on_tiny_models(tiny, tmp_path, capsys):
         assert run["offline_s"] == pytest.approx(run["load_s"] + phases, abs=0.5)
         assert 0 < run["first_chunk_s"] < run["first_chunk_with_load_s"]
         assert run["cli_s"] > 0
+
+
+def test_models_name_their_precision(tiny, tmp_path, capsys):
+    """``MODEL@PRECISION`` runs that model in that precision, side by side with the same
+    model in another; the row is named so and records the precision that ran."""
+    spec = ModelSpec.parse("student@bfloat16")
+    assert (spec.model, spec.precision, spec.name) == ("student", "bfloat16", "student@bfloat16")
+    assert spec.cli_flags() == ["--model", "student", "--precision", "bfloat16"]
+    assert ModelSpec.parse("teacher").name == "teacher"
+    with pytest.raises(InputError, match="--precision must be one of"):
+        ModelSpec.parse("student@fp8")
+    out = tmp_path / "speed.json"
+    argv = ["bench", "generate", "--models", "teacher@float32,teacher@bfloat16", "--repeats", "1",
+            "--no-cli", "--json", str(out)]  # fmt: skip
+    assert main([*argv, *_inputs(tiny)]) == 0
+    assert "float32" in capsys.readouterr().out
+    rows = json.loads(out.read_text())["models"]
+    assert [(r["model"], r["precision"]) for r in rows] == [
+        ("teacher@float32", "float32"),
+        ("teacher@bfloat16", "bfloat16"),
+    ]
 
 
 def test_bench_photo_on_tiny_models(tiny, tmp_path, capsys):

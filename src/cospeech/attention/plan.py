@@ -288,44 +288,37 @@ class SparsePlan:
                 f"{' x '.join(map(str, wanted))}"
             )
 
-    def chunk_groups(
+    def chunk_mask(
         self, query_frames: Sequence[int], key_frames: Sequence[int], device: torch.device
-    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """The plan's exact mask for queries of some frames against keys of others, as
-        groups that need no mask (cached per frame lists and device).
+    ) -> torch.Tensor:
+        """The plan's exact mask for queries of some frames against keys of others,
+        ``[len(query_frames) * N, len(key_frames) * N]`` bool (cached per frame lists and
+        device).
 
-        Queries: the tokens of ``query_frames`` (absolute frame indices), frame after
-        frame in original token order; keys likewise for ``key_frames`` (e.g. the frames
-        a KV cache holds, then the chunk's own). One group per (query frame, region
-        bitmask) segment: ``(q_index, kv_index)`` positions into the query and key
-        sequences; its queries attend exactly those keys (Eq. 3 + the frame mask).
+        Queries: the tokens of ``query_frames`` (absolute frame indices), frame after frame
+        in original token order; keys likewise for ``key_frames`` (e.g. the frames a KV
+        cache holds, then the chunk's own). Query token ``i`` attends key token ``j`` iff
+        Eq. 3 with the frame mask allows it (:func:`pair_allowed`).
         """
-        key = ("chunk_groups", tuple(query_frames), tuple(key_frames), torch.device(device))
-        return self.cached(key, lambda: self._chunk_groups(query_frames, key_frames, device))
+        key = ("chunk_mask", tuple(query_frames), tuple(key_frames), torch.device(device))
+        return self.cached(key, lambda: self._chunk_mask(query_frames, key_frames).to(device))
 
-    def _chunk_groups(
-        self, query_frames: Sequence[int], key_frames: Sequence[int], device: torch.device
-    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        frames = torch.tensor(list(query_frames) + list(key_frames), dtype=torch.int64)
+    def _chunk_mask(self, query_frames: Sequence[int], key_frames: Sequence[int]) -> torch.Tensor:
+        queries = torch.tensor(list(query_frames), dtype=torch.int64)
+        keys = torch.tensor(list(key_frames), dtype=torch.int64)
+        frames = torch.cat([queries, keys])
         if len(frames) == 0 or int(frames.min()) < 0 or int(frames.max()) >= self.num_frames:
             raise InputError(
                 f"sparse plan: frames {frames.tolist()} outside the plan's {self.num_frames}"
             )
         regions = self.frame_regions()
         per_frame = self.tokens_per_frame
-        k_frame = torch.tensor(list(key_frames), dtype=torch.int64).repeat_interleave(per_frame)
-        k_regions = regions[torch.tensor(list(key_frames), dtype=torch.int64)].reshape(-1)
-        groups = []
-        for slot, frame in enumerate(query_frames):
-            q_regions = regions[frame]
-            for value in torch.unique(q_regions).tolist():
-                q_index = slot * per_frame + torch.nonzero(q_regions == value).flatten()
-                allowed = pair_allowed(
-                    torch.tensor(frame), torch.tensor(value), k_frame, k_regions, self.frame_mask
-                )
-                kv_index = torch.nonzero(allowed).flatten()
-                groups.append((q_index.to(device), kv_index.to(device)))
-        return groups
+        q_frame, k_frame = (f.repeat_interleave(per_frame) for f in (queries, keys))
+        q_regions, k_regions = regions[queries].reshape(-1), regions[keys].reshape(-1)
+        return pair_allowed(
+            q_frame[:, None], q_regions[:, None], k_frame[None, :], k_regions[None, :],
+            self.frame_mask,
+        )  # fmt: skip
 
     def cached(self, key: Any, make: Callable[[], Any]) -> Any:
         """Per-plan memo for derived kernel data (schedules, device copies, block masks)."""

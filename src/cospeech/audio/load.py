@@ -102,10 +102,10 @@ def _pyav_read(path: Path, max_duration_s: float, sample_rate: int) -> np.ndarra
 
 def resample(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
     """Band-limited polyphase resampling of ``[N]`` samples (scipy ``resample_poly``)."""
-    from scipy.signal import resample_poly
-
     if rate_in == rate_out:
         return audio.astype(np.float32, copy=False)
+    from scipy.signal import resample_poly  # imported only when needed: about 2 s
+
     g = gcd(rate_in, rate_out)
     return resample_poly(audio, rate_out // g, rate_in // g).astype(np.float32)
 

@@ -44,7 +44,7 @@ def _spec(args: argparse.Namespace, model: str):
 
     from cospeech.pipeline.bench import ModelSpec
 
-    return ModelSpec(model, Path(args.model_folder) if args.model_folder else None)
+    return ModelSpec.parse(model, Path(args.model_folder) if args.model_folder else None)
 
 
 def _options(args: argparse.Namespace):
@@ -224,8 +224,10 @@ def register(tree) -> None:
     )  # fmt: skip
     p.add_argument(
         "--models", default="teacher,student",
-        help="comma-separated models (teacher, student or folders); the first is the "
-        "baseline of the speedup",
+        help="comma-separated models (teacher, student or folders), each optionally "
+        "MODEL@PRECISION (float32 or bfloat16; auto when none is named), e.g. "
+        "teacher@float32,student@float32,student@bfloat16; the first is the baseline of the "
+        "speedup",
     )  # fmt: skip
     p.add_argument("--repeats", type=int, default=3, help="runs per model; medians reported")
     p.add_argument(

@@ -32,7 +32,7 @@ def _run(args: argparse.Namespace) -> int:
     run = generate_stream if args.stream else generate
     result = run(
         args.audio, args.image, args.output, options, reference_pose=args.reference_pose,
-        save_pose=args.save_pose, model=args.model,
+        save_pose=args.save_pose, model=args.model, precision=args.precision,
     )  # fmt: skip
     # With -o - standard output carries the video: the summary goes to stderr.
     report = sys.stderr if to_stdout else sys.stdout
@@ -57,6 +57,7 @@ def register(tree) -> None:
     from cospeech.pipeline.generate import POSE_SIDE_MULTIPLE
     from cospeech.pipeline.photo_layer import MAX_OUTPUT_SIZE, PHOTO_SCALE
     from cospeech.pipeline.plans import ATTENTIONS
+    from cospeech.precision import PRECISIONS
     from cospeech.shipped import ASSETS, TEACHER_DIR
 
     demo = SamplingSettings.load(ASSETS / TEACHER_DIR)  # the shipped defaults, for the help
@@ -126,6 +127,12 @@ def register(tree) -> None:
         help=f"self-attention: {', '.join(ATTENTIONS)} (global: the top-K frame mask only; "
         "sparse: with the body-region mask) (default: the model's: dense for the teacher, "
         "the student's sampling.json)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--precision", choices=PRECISIONS, default="auto",
+        help="number format of the models: bfloat16 runs the DiT's weights in bfloat16 and "
+        "the VAE under bfloat16 autocast; auto: bfloat16 where the CPU has AVX-512 BF16 or "
+        "AMX, or the GPU supports it, float32 elsewhere (default: %(default)s)",
     )  # fmt: skip
     parser.add_argument(
         "--stream", action="store_true",

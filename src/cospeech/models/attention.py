@@ -12,9 +12,10 @@ Self-attention modes (one :class:`AttentionLayout` per forward, shared by all la
   element: samples that share a plan run together, the others one plan at a time.
 - ``cached``: the input is one chunk; it attends itself and every chunk held by a
   :class:`~cospeech.models.kv_cache.KVCache` (and stages its own keys/values for commit).
-  With plans (``chunk_groups``), the chunk's queries attend only what the plan's exact
-  mask allows among the cached frames and the chunk's own frames
-  (:func:`segment_attention`).
+  With plans (``chunk_masks``), the chunk's queries attend only what the plan's exact
+  mask allows among the cached frames and the chunk's own frames (one masked SDPA: a
+  chunk's mask is small, and one call is several times faster on a CPU than one unmasked
+  call per region segment).
 """
 
 from __future__ import annotations
@@ -46,9 +47,9 @@ class AttentionLayout:
     ``cos_k``/``sin_k`` rotate the keys: the same tokens, or in ``cached`` mode the cached
     tokens (whose positions precede the input's).
     ``chunk_tokens`` is the token count of one causal chunk (``causal`` mode).
-    ``plans``: ``sparse`` mode, one plan per batch element. ``chunk_groups``: ``cached``
-    mode with plans, per batch element the (query, key) index groups of
-    :meth:`SparsePlan.chunk_groups` (keys = cached frames, then the chunk's).
+    ``plans``: ``sparse`` mode, one plan per batch element. ``chunk_masks``: ``cached``
+    mode with plans, per batch element the ``[Lq, Lk]`` bool mask of
+    :meth:`SparsePlan.chunk_mask` (keys = cached frames, then the chunk's).
     """
 
     mode: str
@@ -60,12 +61,17 @@ class AttentionLayout:
     plans: Sequence[SparsePlan] = ()
     sparse_backend: str = "auto"
     cache: KVCache | None = None
-    chunk_groups: Sequence[Sequence[tuple[torch.Tensor, torch.Tensor]]] = ()
+    chunk_masks: Sequence[torch.Tensor] = ()
 
 
-def dense_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """SDPA over ``[B, L, H, D]`` tensors (keys may be longer than queries) -> ``[B, Lq, H, D]``."""
-    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+def dense_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """SDPA over ``[B, L, H, D]`` tensors (keys may be longer than queries) -> ``[B, Lq, H, D]``;
+    ``mask`` ``[Lq, Lk]`` bool: which keys each query attends (None: all)."""
+    out = F.scaled_dot_product_attention(
+        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask
+    )
     return out.transpose(1, 2)
 
 
@@ -120,25 +126,6 @@ def plan_attention(
     return per_sample(plans, q.device, run)
 
 
-def segment_attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    groups: Sequence[tuple[torch.Tensor, torch.Tensor]],
-) -> torch.Tensor:
-    """Exact masked attention as unmasked groups: queries ``q[:, qi]`` attend keys
-    ``k[:, ki]`` for each ``(qi, ki)`` in ``groups`` (the ``qi`` partition the queries).
-    ``q`` ``[B, Lq, H, D]``, ``k``/``v`` ``[B, Lk, H, D]`` -> ``[B, Lq, H, D]``."""
-    outputs = [
-        dense_attention(q.index_select(1, qi), k.index_select(1, ki), v.index_select(1, ki))
-        for qi, ki in groups
-    ]
-    order = torch.cat([qi for qi, _ in groups])
-    inverse = torch.empty_like(order)
-    inverse[order] = torch.arange(len(order), device=order.device)
-    return torch.cat(outputs, dim=1).index_select(1, inverse)
-
-
 class SelfAttention(nn.Module):
     """Wan self-attention: q/k/v/o with bias, RMSNorm on q and k over the full dim, 3D RoPE."""
 
@@ -177,11 +164,11 @@ class SelfAttention(nn.Module):
             out = block_causal_attention(q, k, v, layout.chunk_tokens)
         elif layout.mode == "sparse":
             out = plan_attention(q, k, v, layout.plans, layout.sparse_backend)
-        elif layout.chunk_groups:
+        elif layout.chunk_masks:
             out = per_sample(
-                layout.chunk_groups,
+                layout.chunk_masks,
                 q.device,
-                lambda index, groups: segment_attention(q[index], k[index], v[index], groups),
+                lambda index, mask: dense_attention(q[index], k[index], v[index], mask),
             )
         else:
             out = dense_attention(q, k, v)

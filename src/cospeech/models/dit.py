@@ -66,7 +66,7 @@ class DiTBlock(nn.Module):
             nn.GELU(approximate="tanh"),
             nn.Linear(config.ffn_dim, dim),
         )
-        self.modulation = nn.Parameter(torch.randn(1, 6, dim) / dim**0.5)
+        self.modulation = nn.Parameter(torch.empty(1, 6, dim))
 
     def forward(
         self,
@@ -95,7 +95,7 @@ class Head(nn.Module):
         super().__init__()
         self.norm = FP32LayerNorm(config.dim, config.eps, elementwise_affine=False)
         self.head = nn.Linear(config.dim, config.out_dim * math.prod(config.patch_size))
-        self.modulation = nn.Parameter(torch.randn(1, 2, config.dim) / config.dim**0.5)
+        self.modulation = nn.Parameter(torch.empty(1, 2, config.dim))
 
     def forward(self, x: torch.Tensor, time: torch.Tensor) -> torch.Tensor:
         """``x`` ``[B, L, dim]``, ``time`` ``[B, dim]`` (float32) -> ``[B, L, C * prod(patch)]``."""
@@ -164,10 +164,18 @@ class VideoDiT(PretrainedMixin):
 
     # ------------------------------------------------------------------ construction
     def init_weights(self) -> None:
-        """Wan's initialisation: Xavier linears, N(0, 0.02) embeddings, zero output head.
+        """Wan's initialisation: Xavier linears, N(0, 0.02) embeddings, zero output head,
+        modulation tables N(0, 1 / dim).
 
-        The pose encoders keep their own init (zero output projections).
+        The pose encoders keep their own init (zero output projections). Nothing is drawn
+        on the meta device (loading builds the model there and assigns the weights):
+        random draws on meta tensors run through PyTorch's reference ops, whose first use
+        imports TorchDynamo, over a second of a fresh ``cospeech generate``.
         """
+        if self.patch_embedding.weight.is_meta:
+            return
+        for table in [block.modulation for block in self.blocks] + [self.head.modulation]:
+            nn.init.normal_(table, std=self.config.dim**-0.5)
         for name, module in self.named_modules():
             if name.startswith(("pose_encoder", "ref_pose_encoder")):
                 continue
@@ -364,7 +372,7 @@ class VideoDiT(PretrainedMixin):
                 raise InputError(
                     f"KVCache has {kv_cache.num_layers} layers, model {cfg.num_layers}"
                 )
-            chunk_groups = _chunk_groups(plans, kv_cache, grid, device)
+            chunk_masks = _chunk_masks(plans, kv_cache, grid, device)
             kv_cache.begin(frames, (height, width), cache_update)
             cached = kv_cache.cached_frames
             cos_k, sin_k = rope_cos_sin(
@@ -378,7 +386,7 @@ class VideoDiT(PretrainedMixin):
                 cos_k[:split],
                 sin_k[:split],
                 cache=kv_cache,
-                chunk_groups=chunk_groups,
+                chunk_masks=chunk_masks,
             )
         positions = torch.arange(frames, device=device) + frame_offset
         cos, sin = rope_cos_sin(positions, height, width, **rope)
@@ -424,14 +432,14 @@ def _per_sample_plans(
     return plans
 
 
-def _chunk_groups(
+def _chunk_masks(
     plans: tuple[SparsePlan, ...],
     cache: KVCache,
     grid: tuple[int, int, int],
     device: torch.device,
-) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
-    """Per sample, the index groups of the chunk's queries against the cached frames then
-    its own (:meth:`SparsePlan.chunk_groups`); ``[]`` without plans.
+) -> list[torch.Tensor]:
+    """Per sample, the mask of the chunk's queries against the cached frames then its own
+    (:meth:`SparsePlan.chunk_mask`); ``[]`` without plans.
 
     A plan covers the clip from latent frame 0 (absolute frame indices), or exactly the
     frames the cache holds followed by the chunk's (``num_frames == cached + frames``, in
@@ -441,17 +449,17 @@ def _chunk_groups(
     frames, height, width = grid
     held = cache.frame_indices
     chunk = list(range(cache.frames_seen, cache.frames_seen + frames))
-    groups = []
+    masks = []
     for plan in plans:
         plan.check_grid(plan.num_frames, height, width, "VideoDiT")
         if plan.num_frames == len(held) + frames:
             keys = list(range(plan.num_frames))
-            groups.append(plan.chunk_groups(keys[len(held) :], keys, device))
+            masks.append(plan.chunk_mask(keys[len(held) :], keys, device))
             continue
         if chunk[-1] >= plan.num_frames:
             raise InputError(
                 f"VideoDiT: the chunk holds latent frames {chunk[0]}..{chunk[-1]}, the sparse "
                 f"plan covers {plan.num_frames}"
             )
-        groups.append(plan.chunk_groups(chunk, held + chunk, device))
-    return groups
+        masks.append(plan.chunk_mask(chunk, held + chunk, device))
+    return masks

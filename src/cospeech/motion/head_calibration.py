@@ -212,13 +212,16 @@ def smoothing(smooth_s: np.ndarray, fps: float) -> np.ndarray:
 
 def moving_average(x: np.ndarray, a: np.ndarray, before: np.ndarray) -> np.ndarray:
     """``y [4, T]``: the moving averages (weights ``a [4]``) of ``x [4, T]`` along the
-    frames, from ``y_{-1} = before [4]``."""
-    from scipy.signal import lfilter
-
-    return np.stack([
-        lfilter([w], [1.0, w - 1.0], row, zi=[(1.0 - w) * start])[0]
-        for row, w, start in zip(x, a, before, strict=True)
-    ])  # fmt: skip
+    frames, from ``y_{-1} = before [4]``. The recurrence itself, all rows at once (a
+    frame loop in NumPy: SciPy's ``lfilter`` would cost its import, over a second of every
+    fresh ``cospeech generate``)."""
+    weights = np.asarray(a, np.float64)
+    y = np.empty(np.shape(x), np.float64)
+    previous = np.asarray(before, np.float64)
+    for t in range(y.shape[1]):
+        previous = previous + weights * (x[:, t] - previous)
+        y[:, t] = previous
+    return y
 
 
 def zero_phase(x: np.ndarray, a: np.ndarray) -> np.ndarray:

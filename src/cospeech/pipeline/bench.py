@@ -49,6 +49,7 @@ from cospeech.pipeline.generator import Generator, load_photo_pose
 from cospeech.pipeline.photo_layer import MAX_OUTPUT_SIZE, PhotoLayer, photo_layer_for
 from cospeech.pipeline.reference import frame_reference
 from cospeech.pose.warp import BATCH
+from cospeech.precision import check_precision
 
 FIRST_FIELDS = ("first_chunk_s", "first_chunk_with_load_s")
 
@@ -84,14 +85,27 @@ class BenchInputs:
 @dataclass(frozen=True)
 class ModelSpec:
     """One model to time: ``model`` as ``Generator.from_pretrained(folder, model=...)``
-    takes it (``"teacher"``, ``"student"`` or a folder) and the model ``folder`` (None:
-    the bundled models)."""
+    takes it (``"teacher"``, ``"student"`` or a folder), the model ``folder`` (None: the
+    bundled models) and the ``precision`` it runs in (:mod:`cospeech.precision`)."""
 
     model: str
     folder: Path | None = None
+    precision: str = "auto"
+
+    @classmethod
+    def parse(cls, name: str, folder: Path | None = None) -> ModelSpec:
+        """``MODEL`` or ``MODEL@PRECISION`` (``student@float32``), as ``--models`` lists
+        them (InputError for an unknown precision)."""
+        model, _, precision = name.rpartition("@") if "@" in name else (name, "", "auto")
+        return cls(model, folder, check_precision(precision))
+
+    @property
+    def name(self) -> str:
+        """The row's name: ``model``, with ``@precision`` unless ``auto``."""
+        return self.model if self.precision == "auto" else f"{self.model}@{self.precision}"
 
     def load(self) -> Generator:
-        return Generator.from_pretrained(self.folder, model=self.model)
+        return Generator.from_pretrained(self.folder, model=self.model, precision=self.precision)
 
     def check(self, options: GenerateOptions) -> None:
         """InputError when the model is missing or ``options`` do not suit it (before any
@@ -101,11 +115,13 @@ class ModelSpec:
     def cli_flags(self) -> list[str] | None:
         """``--model X`` of ``cospeech generate`` loading the same DiT and VAE, or None
         when its one flag cannot name them (the teacher of a folder that has a student)."""
+        precision = ["--precision", self.precision]
         if self.folder is None:
-            return ["--model", self.model]
+            return ["--model", self.model, *precision]
         wanted = model_source(self.folder, self.model)
         candidate = str(self.folder) if self.model in MODEL_KINDS else self.model
-        return ["--model", candidate] if model_source(None, candidate) == wanted else None
+        same = model_source(None, candidate) == wanted
+        return ["--model", candidate, *precision] if same else None
 
 
 @dataclass(frozen=True)
@@ -140,6 +156,7 @@ class ModelSpeed:
     size: int
     steps: int
     repeats: list[Repeat] = field(repr=False)
+    precision: str = "float32"
 
     def median(self, name: str) -> float | None:
         """Median of one :class:`Repeat` field or of ``compute_s`` (None if never measured)."""
@@ -169,7 +186,7 @@ class ModelSpeed:
                  *FIRST_FIELDS, "cli_s")  # fmt: skip
         return {
             "model": self.model, "kind": self.kind, "attention": self.attention,
-            "frames": self.frames, "fps": self.fps, "size": self.size,
+            "precision": self.precision, "frames": self.frames, "fps": self.fps, "size": self.size,
             "steps": self.steps, "video_s": self.video_s, "compute_s": self.compute_s,
             "compute_fps": self.compute_fps, "compute_per_video_s": self.compute_per_video_s,
             **{name: self.median(name) for name in names},
@@ -200,7 +217,8 @@ class GenerateBench:
         header = ["", *(row.model for row in self.rows)]
         lines = [
             ("frames", lambda r: f"{r.frames} ({r.video_s:.2f} s) at {r.size}x{r.size}"),
-            ("runs", lambda r: f"{r.kind}, {r.steps} steps, {r.attention} attention"),
+            ("runs", lambda r: f"{r.kind}, {r.steps} steps, {r.attention} attention, "
+                               f"{r.precision}"),
             ("load", lambda r: _seconds(r.median("load_s"))),
             ("compute (sampling + decode + photo)",
              lambda r: f"{_seconds(r.compute_s)} = {r.compute_fps:.2f} FPS"),
@@ -321,7 +339,7 @@ def time_repeat(
 
 def _speed(model: str, result: GenerateResult, repeats: list[Repeat]) -> ModelSpeed:
     return ModelSpeed(model, result.model, result.attention, result.frames, result.fps,
-                      result.size, result.steps, repeats)  # fmt: skip
+                      result.size, result.steps, repeats, result.precision)  # fmt: skip
 
 
 def benchmark_generate(
@@ -348,13 +366,13 @@ def benchmark_generate(
     with tempfile.TemporaryDirectory(prefix="cospeech-bench-") as tmp:
         for number in range(repeats):
             for index, spec in enumerate(specs):
-                say(f"{spec.model}, repeat {number + 1}/{repeats}")
+                say(f"{spec.name}, repeat {number + 1}/{repeats}")
                 folder = Path(tmp) / f"{index}-{number}"
                 folder.mkdir()
                 repeat, results[index] = time_repeat(spec, inputs, options, folder,
                                                      cli_threads, run_cli)  # fmt: skip
                 measured[index].append(repeat)
-    rows = [_speed(spec.model, results[i], measured[i]) for i, spec in enumerate(specs)]
+    rows = [_speed(spec.name, results[i], measured[i]) for i, spec in enumerate(specs)]
     return GenerateBench(rows, torch.get_num_threads())
 
 

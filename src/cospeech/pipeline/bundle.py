@@ -29,6 +29,7 @@ from cospeech.models.delta_folder import DELTA_NAME, LOW_RANK_DELTA_NAME, load_d
 from cospeech.models.i2v import STUDENT_KIND, StudentSampling
 from cospeech.models.vae import TinyVideoVAE
 from cospeech.models.weight_delta import save_low_rank_delta, save_weight_delta
+from cospeech.precision import resolve_precision
 from cospeech.shipped import ASSETS, STUDENT_DIR, TEACHER_DIR, VAE_DIR
 
 SAMPLING_FILE = "sampling.json"
@@ -80,11 +81,14 @@ ModelSettings = SamplingSettings | StudentSampling
 @dataclass
 class ModelBundle:
     """The DiT that runs (``model``: the teacher or the student), the VAE and the model's
-    settings (``sampling.json``), ready for inference (eval mode)."""
+    settings (``sampling.json``), ready for inference (eval mode). ``precision``:
+    ``float32``, or ``bfloat16``: the DiT's weights are bfloat16 and the VAE decodes under
+    bfloat16 autocast (:mod:`cospeech.precision`)."""
 
     model: VideoDiT
     vae: TinyVideoVAE
     settings: ModelSettings
+    precision: str = "float32"
 
     @property
     def kind(self) -> str:
@@ -202,20 +206,25 @@ def load_bundle(
     *,
     model: str | Path | None = None,
     device: torch.device | str = "cpu",
+    precision: str = "auto",
 ) -> ModelBundle:
     """Load the DiT and VAE a run uses (:func:`model_source`: ``folder`` default the
     shipped demo models, ``model`` default its student if it has one, else its teacher);
-    weights are cast to float32."""
+    weights are cast to float32, the DiT's then to bfloat16 when ``precision`` (``auto``:
+    :func:`~cospeech.precision.resolve_precision` for ``device``) is ``bfloat16``."""
+    precision = resolve_precision(precision, torch.device(device))
     source = model_source(folder, model)
     settings = load_settings(folder, model)
     dit = load_dit(source.dit, device)
+    if precision == "bfloat16":
+        dit = dit.to(torch.bfloat16)
     vae = TinyVideoVAE.from_pretrained(source.vae, dtype=torch.float32, device=device)
     if dit.config.out_dim != vae.latent_channels:
         raise CheckpointError(
             f"{source.dit}: the {source.kind} works on {dit.config.out_dim} latent channels, "
             f"the VAE ({source.vae}) has {vae.latent_channels}"
         )
-    return ModelBundle(dit.eval(), vae.eval(), settings)
+    return ModelBundle(dit.eval(), vae.eval(), settings, precision)
 
 
 def save_delta_dit(

@@ -101,7 +101,8 @@ class GenerateResult:
     plans used (kept query-key pairs over dense's, 1 = dense; None for dense); ``photo_note``:
     what was found in the photo and how it was framed (for the contact sheet);
     ``model_size``: the side of the model's frames when the photo layer made the output
-    (``size``) from them, None when the output is the model's frames."""
+    (``size``) from them, None when the output is the model's frames; ``precision``: the
+    number format the models ran in (``float32`` or ``bfloat16``)."""
 
     path: Path | None
     frames: int
@@ -120,6 +121,7 @@ class GenerateResult:
     attention_density: float | None = None
     photo_note: str = ""
     model_size: int | None = None
+    precision: str = "float32"
 
     @property
     def video_seconds(self) -> float:
@@ -157,6 +159,8 @@ class GenerateResult:
         attention = f", {self.attention} attention" + (
             f" (density {density:.2f})" if density is not None else ""
         )
+        if self.precision != "float32":
+            attention += f", in {self.precision}"
         return (
             f"{done}: {count(self.frames, 'frame')} ({self.video_seconds:.2f} s) "
             f"at {self.size}x{self.size}{self._through_photo_layer()} by the {self.model}, "
@@ -306,12 +310,14 @@ def generate(
     save_pose: str | Path | None = None,
     model: str | Path | None = None,
     progress: bool = True,
+    precision: str = "auto",
 ) -> GenerateResult:
     """Make ``out_path`` (mp4, H.264 + AAC) from speech and a photo with the model
     ``model`` (:func:`.bundle.model_source`: None = the bundled student if there is one,
     else the teacher; ``"teacher"``, ``"student"``, a model folder or a trained DiT
-    folder); the options are checked before any weights are loaded. One call of
-    :class:`cospeech.pipeline.generator.Generator` (see the module doc)."""
+    folder) in ``precision`` (:mod:`cospeech.precision`); the options are checked before
+    any weights are loaded. One call of :class:`cospeech.pipeline.generator.Generator`
+    (see the module doc)."""
     from cospeech.pipeline.generator import Generator
 
     started = time.perf_counter()
@@ -319,7 +325,7 @@ def generate(
     if save_pose is not None:
         check_output(save_pose, ".npz")
     options = resolve_options(options or GenerateOptions(), load_settings(model=model))
-    generator = Generator(load_bundle(model=model))
+    generator = Generator(load_bundle(model=model, precision=precision))
     result = generator(
         audio_path, image_path, reference_pose=reference_pose, options=options,
         progress=progress, output=out_path, save_pose=save_pose,

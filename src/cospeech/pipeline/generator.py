@@ -25,6 +25,7 @@ over the whole audio (a few seconds for minutes of speech), so the first frames 
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import threading
 import time
@@ -64,6 +65,7 @@ from cospeech.pipeline.student import ChunkConditions, StudentNoise, StudentSamp
 from cospeech.pipeline.windows import SequentialNoise, WindowChain, WindowPlan
 from cospeech.pose.sequence import PoseSequence
 from cospeech.pose.warp import BATCH
+from cospeech.precision import autocast_for
 from cospeech.progress import Progress
 
 AudioInput = str | Path | np.ndarray
@@ -179,15 +181,18 @@ class Generator:
         model: str | Path | None = None,
         attention: str | None = None,
         device: torch.device | str = "cpu",
+        precision: str = "auto",
     ) -> Generator:
         """Load a model folder (``teacher/`` + ``vae/`` [+ ``student/``]; None = the bundled
         demo models) and the model ``model`` picks (:func:`.bundle.model_source`: None = its
         student if it has one, else its teacher; ``"teacher"``, ``"student"``, or a trained
         DiT folder). ``attention``: ``dense``, ``global`` or ``sparse`` (None: the
-        model's own: dense for the teacher, ``sampling.json``'s for the student)."""
+        model's own: dense for the teacher, ``sampling.json``'s for the student).
+        ``precision``: ``auto``, ``float32`` or ``bfloat16`` (:mod:`cospeech.precision`)."""
         if attention is not None:
             check_attention(attention)  # before the weights are loaded
-        return cls(load_bundle(folder, model=model, device=device), attention)
+        bundle = load_bundle(folder, model=model, device=device, precision=precision)
+        return cls(bundle, attention)
 
     @property
     def kind(self) -> str:
@@ -199,6 +204,11 @@ class Generator:
         """The model's ``sampling.json``: ``SamplingSettings`` for a teacher,
         ``StudentSampling`` for a student."""
         return self.bundle.settings
+
+    @property
+    def precision(self) -> str:
+        """``"float32"`` or ``"bfloat16"``: the number format the models run in."""
+        return self.bundle.precision
 
     @property
     def size(self) -> int:
@@ -310,7 +320,7 @@ class Generator:
             )  # fmt: skip
         phases["sampling"] = time.perf_counter() - tick
         frames = decode_frames(self.bundle.vae, latents, job.frames)
-        with _video_sink(output, job) as (sink, kept):
+        with _video_sink(output, job) as (sink, kept), autocast_for(self.precision, self.device):
             phases["decode"], phases["photo"] = _decode_into(frames, job, sink, progress)
         seconds = time.perf_counter() - job.started
         phases["write"] = seconds - sum(phases.values())
@@ -321,7 +331,7 @@ class Generator:
             video=np.stack(kept) if output is None else None, model="teacher",
             attention=options.attention,
             attention_density=plans.density.mean if plans is not None else None,
-            photo_note=job.photo_note, model_size=job.model_size,
+            photo_note=job.photo_note, model_size=job.model_size, precision=self.precision,
         )  # fmt: skip
 
     def _render_student(
@@ -344,7 +354,7 @@ class Generator:
             job.output_keypoints(), phases,
             video=np.stack(kept) if output is None else None, model="student",
             attention=options.attention, attention_density=stream.attention_density,
-            photo_note=job.photo_note, model_size=job.model_size,
+            photo_note=job.photo_note, model_size=job.model_size, precision=self.precision,
         )  # fmt: skip
 
     def stream(
@@ -490,6 +500,8 @@ class FrameStream:
         pieces = self._student_latents() if student else self._teacher_latents()
         decoder, emitted = self.bundle.vae.decode_stream(), 0
         unit = "chunk step" if student else "window step"
+        # the decoder's calls only: the caller's code between chunks runs outside autocast
+        autocast = functools.partial(autocast_for, self.bundle.precision, self.bundle.device)
         with _phase(self.progress, "generate", "sampling", self.job.options.steps * self.windows,
                     unit) as self._update:  # fmt: skip
             while emitted < self.total:
@@ -503,7 +515,8 @@ class FrameStream:
                 self.peak_latent_frames = max(self.peak_latent_frames, held)
                 decoded = time.perf_counter()
                 self.phases["sampling"] += decoded - tick
-                frames = _decode_latents(decoder, latents)[: self.total - emitted]
+                with autocast():
+                    frames = _decode_latents(decoder, latents)[: self.total - emitted]
                 composed = time.perf_counter()
                 self.phases["decode"] += composed - decoded
                 frames = self.job.output_frames(frames, emitted)
@@ -662,13 +675,14 @@ def generate_stream(
     save_pose: str | Path | None = None,
     model: str | Path | None = None,
     progress: bool = True,
+    precision: str = "auto",
 ) -> GenerateResult:
     """``cospeech generate --stream``: :meth:`Generator.stream` into a fragmented mp4
     (:class:`cospeech.media.fragmented.FragmentedMp4Writer`) at ``out``, or on standard
     output when ``out`` is ``"-"`` (then ``result.path`` is None). The file grows while the
     video is made (playable as it grows) and is removed if the run fails. The result's
-    ``first_frame_seconds`` counts from this call (models loaded in it). ``model``: as
-    :func:`.generate.generate`'s."""
+    ``first_frame_seconds`` counts from this call (models loaded in it). ``model`` and
+    ``precision``: as :func:`.generate.generate`'s."""
     from cospeech.media.fragmented import FragmentedMp4Writer
 
     started = time.perf_counter()
@@ -678,7 +692,7 @@ def generate_stream(
     if save_pose is not None:
         check_output(save_pose, ".npz")
     options = resolve_options(options or GenerateOptions(), load_settings(model=model))
-    generator = Generator(load_bundle(model=model))
+    generator = Generator(load_bundle(model=model, precision=precision))
     stream = generator.stream(
         audio_path, image_path, reference_pose=reference_pose, options=options, progress=progress
     )
@@ -707,7 +721,7 @@ def generate_stream(
         stream.windows, stream.motion, seconds, stream.job.output_keypoints(), phases,
         first_frame_seconds=first, model=stream.model, attention=options.attention,
         attention_density=stream.attention_density, photo_note=stream.job.photo_note,
-        model_size=stream.job.model_size,
+        model_size=stream.job.model_size, precision=generator.precision,
     )  # fmt: skip
 
 

@@ -125,7 +125,7 @@ class ChunkPlans:
     nearest, plus latent frame 0 as the sink when it is held; its regions are the union of
     the covered video frames' regions. Region masks are computed once per latent frame and
     dropped when the frame leaves the cache. ``device``: where the DiT runs (the groups the
-    density is counted on are cached there, for the DiT's own call).
+    mask the density is counted on is cached there, for the DiT's own call).
     """
 
     def __init__(
@@ -146,10 +146,8 @@ class ChunkPlans:
             mask, self._frame_regions(frames, ranges), self.options.block_size, exact=True
         )
         keys = list(range(len(frames)))
-        groups = plan.chunk_groups(keys[len(held) :], keys, self.device)
-        kept = sum(len(q) * len(k) for q, k in groups)
-        tokens = plan.tokens_per_frame
-        self.density.add(kept / (len(chunk) * tokens * len(frames) * tokens))
+        mask = plan.chunk_mask(keys[len(held) :], keys, self.device)
+        self.density.add(float(mask.float().mean()))
         return plan
 
     def _video_range(self, frame: int) -> tuple[int, int]:

@@ -57,6 +57,8 @@ class ChannelNorm(nn.Module):
     """RMS normalisation over the channels of each pixel, with a learned gain.
 
     Per pixel and frame, so it never mixes time (unlike GroupNorm over a clip): causal.
+    Computed in float32 whatever the input dtype (bfloat16 under autocast); returns the
+    input dtype.
     """
 
     def __init__(self, channels: int, eps: float = 1e-6) -> None:
@@ -65,7 +67,8 @@ class ChannelNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+        out = F.rms_norm(x.float(), (x.shape[-1],), self.weight.float(), self.eps)
+        return out.to(x.dtype)
 
 
 class CausalTimeMix(nn.Module):

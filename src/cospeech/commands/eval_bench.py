@@ -16,6 +16,7 @@ def _run(args: argparse.Namespace) -> int:
         rows=parse_rows(args.rows) if args.rows is not None else ROW_KEYS,
         model_folder=Path(args.model_folder) if args.model_folder else None,
         sparse_teacher=Path(args.sparse_teacher) if args.sparse_teacher else None,
+        precision=args.precision,
     )  # fmt: skip
     json_out = Path(args.json) if args.json else None
     report = bench(options, Path(args.out), json_out)
@@ -29,6 +30,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def register(tree) -> None:
+    from cospeech.precision import PRECISIONS
+
     parser = tree.subcommand(
         "eval", "bench", "the benchmark table (docs/results.md): teacher, sparse attention "
         "and student rows on held-out synthetic identities and real photos",
@@ -67,5 +70,9 @@ def register(tree) -> None:
     parser.add_argument(
         "--model-folder", help="model folder: teacher/, vae/, student/ (default: the demo models)"
     )
+    parser.add_argument(
+        "--precision", choices=PRECISIONS, default="auto",
+        help="number format of the models, as generate's (default: %(default)s)",
+    )  # fmt: skip
     parser.add_argument("--out", default="docs/results.md", help="the markdown file written")
     parser.add_argument("--json", help="also write every score as JSON")

@@ -23,7 +23,9 @@ def _run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     if args.speed is not None and args.workers is not None:
         raise InputError("--speed sizes the pool, --workers sets it: give one of them")
-    generator = Generator.from_pretrained(model=args.model, device=args.device)
+    generator = Generator.from_pretrained(
+        model=args.model, device=args.device, precision=args.precision
+    )
     generator.resolve(generate_options(settings))  # a bad --steps / --size fails here
     serve(generator, settings, args.host, args.port, args.speed,
           say=lambda line: print(line, flush=True))  # fmt: skip
@@ -31,6 +33,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def register(tree) -> None:
+    from cospeech.precision import PRECISIONS
     from cospeech.serve.settings import ServeSettings
 
     d = ServeSettings()
@@ -65,6 +68,10 @@ def register(tree) -> None:
                         "folder (default: the shipped student if there is one, else the "
                         "shipped teacher)")  # fmt: skip
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
+    parser.add_argument(
+        "--precision", choices=PRECISIONS, default="auto",
+        help="number format of the models, as generate's (default: %(default)s)",
+    )  # fmt: skip
     parser.add_argument(
         "--steps", type=int, help=f"Euler steps, or a student's levels (default: {DEFAULTS_NOTE})"
     )

@@ -67,6 +67,7 @@ from cospeech.pipeline.generate import GenerateOptions, GenerateResult
 from cospeech.pipeline.generator import Generator, Job, load_reference
 from cospeech.pipeline.photo_layer import photo_layer_for
 from cospeech.pose.face68 import head_motion, head_turn
+from cospeech.precision import check_precision, resolve_precision
 from cospeech.progress import Progress
 
 DEFAULT_AUDIO = Path("examples/speech.wav")
@@ -165,10 +166,12 @@ class BenchOptions:
     sparse_teacher: Path | None = None
     split: str = "test"
     seed: int = 0
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         check_clip_options(self.clips, self.frames)
         parse_rows(",".join(self.rows))
+        check_precision(self.precision)
 
     def command(self, out: Path | None, json_out: Path | None) -> str:
         """The ``cospeech eval bench`` command line that runs these options."""
@@ -181,6 +184,8 @@ class BenchOptions:
             words += ["--model-folder", str(self.model_folder)]
         if self.sparse_teacher is not None:
             words += ["--sparse-teacher", str(self.sparse_teacher)]
+        if self.precision != "auto":
+            words += ["--precision", self.precision]
         if out is not None:
             words += ["--out", str(out)]
         if json_out is not None:
@@ -347,7 +352,9 @@ def check_inputs(options: BenchOptions, rows: list[BenchRow]) -> Inputs:
 def load_generator(options: BenchOptions, row: BenchRow) -> Generator:
     """The row's model and attention from the options' model folder."""
     model = options.row_model(row)
-    return Generator.from_pretrained(options.model_folder, model=model, attention=row.attention)
+    return Generator.from_pretrained(
+        options.model_folder, model=model, attention=row.attention, precision=options.precision
+    )
 
 
 def render_window(
@@ -508,8 +515,9 @@ def report_dict(results: list[RowResult], options: BenchOptions, command: str) -
     options_dict = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()}
     if options.photos is not None:
         options_dict["photos"] = [str(p) for p in options.photos]
-    return {"date": utc_now(), "machine": machine(), "command": command,
-            "options": options_dict, "rows": rows}  # fmt: skip
+    precision = resolve_precision(options.precision, torch.device("cpu"))
+    return {"date": utc_now(), "machine": f"{machine()}; models in {precision}",
+            "command": command, "options": options_dict, "rows": rows}  # fmt: skip
 
 
 def utc_now() -> str:

@@ -63,6 +63,78 @@ def wrap_model(model: nn.Module, info: DistInfo, fsdp: bool = False) -> nn.Modul
     return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
 
+def is_sharded(model: nn.Module) -> bool:
+    """Whether ``model``'s parameters are FSDP2 shards (DTensors)."""
+    from torch.distributed.tensor import DTensor
+
+    return any(isinstance(p, DTensor) for p in model.parameters())
+
+
+def _full_options():
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    return StateDictOptions(full_state_dict=True, cpu_offload=True)
+
+
+def full_model_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The whole, unsharded state dict of ``model``. For an FSDP2 model this gathers the
+    shards: a collective every process must call; the main process gets the tensors on
+    the CPU, the others ``{}``. Otherwise the model's own ``state_dict()``."""
+    if not is_sharded(model):
+        return model.state_dict()
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+    return get_model_state_dict(model, options=_full_options())
+
+
+def load_full_model_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load a whole state dict (as :func:`full_model_state` saves it) into ``model``; each
+    FSDP2 process keeps its shards of it."""
+    if not is_sharded(model):
+        model.load_state_dict(state)
+        return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True))
+
+
+def full_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """The optimizer's whole state: keyed by parameter name and gathered for an FSDP2
+    ``model`` (a collective, as :func:`full_model_state`), its ``state_dict()`` otherwise."""
+    if not is_sharded(model):
+        return optimizer.state_dict()
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+    return get_optimizer_state_dict(model, optimizer, options=_full_options())
+
+
+def load_full_optimizer_state(
+    model: nn.Module, optimizer: torch.optim.Optimizer, state: dict
+) -> None:
+    """Load what :func:`full_optimizer_state` saved."""
+    if not is_sharded(model):
+        optimizer.load_state_dict(state)
+        return
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        set_optimizer_state_dict,
+    )
+
+    options = StateDictOptions(full_state_dict=True)
+    set_optimizer_state_dict(model, optimizer, state, options=options)
+
+
+def full_tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` with every DTensor gathered to a whole CPU tensor (a collective when there
+    are any: every process must call it)."""
+    from torch.distributed.tensor import DTensor
+
+    return {
+        name: value.full_tensor().cpu() if isinstance(value, DTensor) else value
+        for name, value in state.items()
+    }
+
+
 def unwrap_model(model: nn.Module) -> nn.Module:
     """The module inside a DDP wrapper (FSDP2 modules are their own)."""
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model

@@ -122,7 +122,6 @@ class Trainer:
 
             model = apply_lora(model, cfg.lora)
         self.model = model
-        self.ema = EMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
         self.modules = self._build_modules(model)
         if self.modules and cfg.fsdp:
             raise InputError(
@@ -132,6 +131,8 @@ class Trainer:
         self.wrapped = (
             model if self.modules else distributed_.wrap_model(model, self.dist, fsdp=cfg.fsdp)
         )
+        # After wrapping: under FSDP2 the model holds its shards, and so does the EMA.
+        self.ema = EMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
         self.trained = {MAIN_MODULE: self._optimised(MAIN_MODULE, self.wrapped, cfg.optim)}
         for name, extra in self.modules.items():
             if extra.optim is not None:
@@ -184,10 +185,12 @@ class Trainer:
             return
         state = load_checkpoint(checkpoints[-1], map_location=self.device)
         try:
-            self.model.load_state_dict(state.model)
+            distributed_.load_full_model_state(self.model, state.model)
             if self.ema is not None and state.ema is not None:
                 self.ema.load_state_dict(state.ema)
-            self.optimizer.load_state_dict(state.trainer["optimizer"])
+            distributed_.load_full_optimizer_state(
+                self.model, self.optimizer, state.trainer["optimizer"]
+            )
             self.scheduler.load_state_dict(state.trainer["scheduler"])
             for name, trained in self._extra_trained().items():
                 saved = state.trainer["modules"][name]
@@ -313,23 +316,31 @@ class Trainer:
 
     # -- outputs ---------------------------------------------------------------------------
     def _save(self) -> None:
+        # Every process gathers (FSDP2: the whole tensors are collectives); the main one writes.
+        model = distributed_.full_model_state(self.model)
+        ema = self._full_ema()
+        trainer = self._trainer_state()
         if self.dist.is_main:
             save_checkpoint(
                 self.run_dir / "checkpoints",
                 self.step,
-                model=self.model.state_dict(),
-                ema=self.ema.state_dict() if self.ema is not None else None,
-                trainer=self._trainer_state(),
+                model=model,
+                ema=ema,
+                trainer=trainer,
                 extra={"stage": self.stage.name},
                 keep_last=self.config.keep_last,
             )
         distributed_.barrier(self.dist)
 
+    def _full_ema(self) -> dict[str, torch.Tensor] | None:
+        """The EMA's whole tensors (gathered from FSDP2 shards: every process calls it)."""
+        return distributed_.full_tensors(self.ema.state_dict()) if self.ema is not None else None
+
     def _trainer_state(self) -> dict[str, Any]:
         """Optimizer and LR schedule state, plus weights and state of every other trained
         module (``modules``)."""
         state: dict[str, Any] = {
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": distributed_.full_optimizer_state(self.model, self.optimizer),
             "scheduler": self.scheduler.state_dict(),
         }
         extra = self._extra_trained()
@@ -345,26 +356,56 @@ class Trainer:
         return state
 
     def _sample(self, log: MetricsLog) -> None:
-        if not self.dist.is_main:
+        sharded = distributed_.is_sharded(self.model)
+        if not (self.dist.is_main or sharded):
             return
         self.model.eval()
-        with torch.no_grad(), self._autocast():
+        with torch.no_grad(), self._autocast():  # FSDP2: every process runs the forwards
             videos = self.stage.sample(self.model, self.step)
+        if not self.dist.is_main:
+            return
         for name, frames in videos.items():
             write_video(self.run_dir / "samples" / f"step-{self.step:08d}-{name}.mp4", frames,
                         SAMPLE_FPS)  # fmt: skip
             log.still(self.step, f"samples/{name}", frames)
 
     def _export(self) -> None:
+        final, *averaged = self.export_dirs()
+        if distributed_.is_sharded(self.model):
+            self._export_sharded(final, averaged)
+            return
         if not self.dist.is_main:
             return
-        final, *averaged = self.export_dirs()
         self.stage.export(self.model, final)
         if self.ema is not None:
             backup = {k: v.clone() for k, v in self.model.state_dict().items()}
             self.ema.copy_to(self.model)
             self.stage.export(self.model, averaged[0])
             self.model.load_state_dict(backup)
+
+    def _export_sharded(self, final: Path, averaged: list[Path]) -> None:
+        """FSDP2: every process gathers the whole weights (and the EMA's); the main one
+        loads them into an unsharded copy of the model on the CPU and exports that."""
+        states = [distributed_.full_model_state(self.model)]
+        ema = self._full_ema()
+        if ema is not None:
+            states.append(ema)
+        if self.dist.is_main:
+            plain = self._plain_model()
+            dtypes = {k: v.dtype for k, v in plain.state_dict().items()}
+            for state, folder in zip(states, [final, *averaged], strict=True):
+                plain.load_state_dict({k: v.to(dtypes[k]) for k, v in state.items()})
+                self.stage.export(plain, folder)
+        distributed_.barrier(self.dist)
+
+    def _plain_model(self) -> nn.Module:
+        """A fresh, unwrapped model of the stage on the CPU (LoRA applied as in training)."""
+        model = self.stage.build_model()
+        if self.config.lora.rank > 0:
+            from cospeech.train.lora import apply_lora
+
+            model = apply_lora(model, self.config.lora)
+        return model.eval()
 
     # -- the loop --------------------------------------------------------------------------
     def run(self) -> nn.Module:

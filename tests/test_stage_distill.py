@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
+import shutil
 
 import pytest
 import torch
@@ -25,6 +26,7 @@ import stage_fixture
 from cospeech.diffusion import add_noise, shift_sigma, step_list_sigmas
 from cospeech.models import VideoDiT
 from cospeech.models.i2v import ConditionedFlow, reference_slot
+from cospeech.train.checkpoint import list_checkpoints, load_checkpoint
 from cospeech.train.config import TrainConfig
 from cospeech.train.loop import Trainer
 from cospeech.train.objectives.dmd import critic_loss, dmd_loss
@@ -330,6 +332,41 @@ def test_torchrun_two_processes_equal_one_with_double_batch(
     teacher = load_file(str(teacher_dir / "model.safetensors"))
     moved = max((trained[k] - teacher[k]).abs().max().item() for k in teacher)
     assert moved > 1e-4  # the runs trained: the comparison is not between two copies
+
+
+def test_torchrun_fsdp2_equals_ddp(corpus, vae_dir, latents, teacher_dir, tmp_path):
+    """FSDP2 over the generator, the critic and the frozen real score (each block sharded)
+    trains the same generator, EMA and critic as DDP-style averaging; a run cut back to its
+    step-2 checkpoint and run again ends bit for bit where the uninterrupted run ended."""
+    eps = ["--set", "train.optim.eps=1e-6", "--set", "stage.critic_optim.eps=1e-6",
+           "--set", "train.checkpoint_every=2", "--set", "train.keep_last=0"]  # fmt: skip
+    fsdp = ["--set", "train.fsdp=true"]
+    runs = {name: tmp_path / name for name in ("ddp", "fsdp", "cut")}
+    for name, extra in (("ddp", []), ("fsdp", fsdp)):
+        args = _args(corpus, vae_dir, latents, runs[name], teacher_dir, 4, batch=1)
+        run_torchrun(["-m", "cospeech.cli", *args, *eps, *extra], ENV)
+    for name in ("final", "final-ema"):
+        ddp = load_file(str(runs["ddp"] / name / "model.safetensors"))
+        sharded = load_file(str(runs["fsdp"] / name / "model.safetensors"))
+        assert ddp.keys() == sharded.keys()
+        for key in ddp:
+            torch.testing.assert_close(sharded[key], ddp[key], rtol=1e-4, atol=1e-5)
+    critics = [load_checkpoint(list_checkpoints(runs[n] / "checkpoints")[-1])
+               for n in ("ddp", "fsdp")]  # fmt: skip
+    ddp_critic, fsdp_critic = (c.trainer["modules"]["critic"]["weights"] for c in critics)
+    for key in ddp_critic:
+        torch.testing.assert_close(fsdp_critic[key], ddp_critic[key], rtol=1e-4, atol=1e-5)
+
+    shutil.copytree(runs["fsdp"], runs["cut"])
+    shutil.rmtree(runs["cut"] / "checkpoints" / "step-00000004")
+    for name in ("final", "final-ema"):
+        shutil.rmtree(runs["cut"] / name)
+    log = runs["cut"] / "metrics.jsonl"
+    kept = [x for x in log.read_text().splitlines() if json.loads(x)["step"] <= 2]
+    log.write_text("".join(line + "\n" for line in kept))
+    args = _args(corpus, vae_dir, latents, runs["cut"], teacher_dir, 4, batch=1)
+    run_torchrun(["-m", "cospeech.cli", *args, *eps, *fsdp], ENV)
+    assert_identical_runs(runs["fsdp"], runs["cut"], 4)
 
 
 def test_given_arcface_and_lpips_replace_the_substitute(stage, batch):

@@ -156,10 +156,13 @@ def average_gradients(params: Iterable[nn.Parameter], info: DistInfo) -> None:
     A parameter that has a gradient on some process only gets a zero gradient on the
     others first; one that has none anywhere keeps ``None`` (the optimizer skips it, as
     in a single process). All processes must pass the parameters in the same order.
+    FSDP2 shards (DTensors) are skipped: their backward already reduced their gradients.
     """
+    from torch.distributed.tensor import DTensor
+
     if not info.enabled:
         return
-    params = [p for p in params if p.requires_grad]
+    params = [p for p in params if p.requires_grad and not isinstance(p, DTensor)]
     if not params:
         return
     present = torch.tensor(

@@ -123,14 +123,12 @@ class Trainer:
             model = apply_lora(model, cfg.lora)
         self.model = model
         self.modules = self._build_modules(model)
-        if self.modules and cfg.fsdp:
-            raise InputError(
-                f"train.fsdp: stage {self.stage.name} trains several modules; FSDP2 is "
-                "implemented for single-model stages only (use DDP: train.fsdp=false)"
-            )
-        self.wrapped = (
-            model if self.modules else distributed_.wrap_model(model, self.dist, fsdp=cfg.fsdp)
-        )
+        if cfg.fsdp:  # every module sharded, the frozen ones too (they may not fit either)
+            self.wrapped = distributed_.wrap_model(model, self.dist, fsdp=True)
+            for extra in self.modules.values():
+                distributed_.wrap_model(extra.module, self.dist, fsdp=True)
+        else:  # several modules: not DDP-wrapped, the loop averages their gradients
+            self.wrapped = model if self.modules else distributed_.wrap_model(model, self.dist)
         # After wrapping: under FSDP2 the model holds its shards, and so does the EMA.
         self.ema = EMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
         self.trained = {MAIN_MODULE: self._optimised(MAIN_MODULE, self.wrapped, cfg.optim)}
@@ -194,8 +192,10 @@ class Trainer:
             self.scheduler.load_state_dict(state.trainer["scheduler"])
             for name, trained in self._extra_trained().items():
                 saved = state.trainer["modules"][name]
-                trained.module.load_state_dict(saved["weights"])
-                trained.optimizer.load_state_dict(saved["optimizer"])
+                distributed_.load_full_model_state(trained.module, saved["weights"])
+                distributed_.load_full_optimizer_state(
+                    trained.module, trained.optimizer, saved["optimizer"]
+                )
                 trained.scheduler.load_state_dict(saved["scheduler"])
         except (RuntimeError, ValueError, KeyError) as exc:
             raise CheckpointError(self._mismatch(checkpoints[-1], exc)) from None
@@ -347,8 +347,10 @@ class Trainer:
         if extra:
             state["modules"] = {
                 name: {
-                    "weights": trained.module.state_dict(),
-                    "optimizer": trained.optimizer.state_dict(),
+                    "weights": distributed_.full_model_state(trained.module),
+                    "optimizer": distributed_.full_optimizer_state(
+                        trained.module, trained.optimizer
+                    ),
                     "scheduler": trained.scheduler.state_dict(),
                 }
                 for name, trained in extra.items()

@@ -19,6 +19,7 @@ TINY_VAE_WIDTHS = (8, 8, 16)
 LATENT_CHANNELS = 16  # the tiny DiT preset works on 16 latent channels
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 COSPEECH = [sys.executable, "-m", "cospeech.cli"]
+EXAMPLE_SPEECH = Path(__file__).resolve().parent.parent / "examples" / "speech.wav"
 
 
 def tiny_corpus(base: Path) -> Path:
@@ -74,9 +75,10 @@ def clip_with_split(corpus: Path, split: str) -> tuple[Path, Path, Path]:
     raise LookupError(split)
 
 
-def write_speech_excerpt(clip: Path, out: Path, seconds: float) -> Path:
-    """The first ``seconds`` of a clip's speech as a 16 kHz wav."""
-    audio, rate = soundfile.read(clip / "audio.wav", dtype="float32")
+def write_speech_excerpt(wav: Path, out: Path, seconds: float) -> Path:
+    """The first ``seconds`` of the speech in ``wav`` (a clip's ``audio.wav``, or
+    :data:`EXAMPLE_SPEECH`) as a wav at its own rate."""
+    audio, rate = soundfile.read(wav, dtype="float32")
     soundfile.write(out, audio[: round(seconds * rate)], rate)
     return out
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import runpy
+import shutil
 import signal
 import socket
 import subprocess
@@ -63,6 +64,32 @@ def assert_identical_runs(reference: Path, resumed: Path, steps: int) -> None:
             assert torch.equal(want[key], got[key]), f"{name}/{key} differs after resume"
     lines = (resumed / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == list(range(1, steps + 1))
+
+
+def assert_close_exports(got: Path, want: Path) -> None:
+    """Both runs' exports (``final``, ``final-ema``) hold the same tensors to float
+    tolerance: two ways of averaging the same gradients (processes, sharding) sum them in
+    another order."""
+    for name in ("final", "final-ema"):
+        expected = load_file(str(want / name / "model.safetensors"))
+        actual = load_file(str(got / name / "model.safetensors"))
+        assert actual.keys() == expected.keys()
+        for key in expected:
+            torch.testing.assert_close(actual[key], expected[key], rtol=1e-4, atol=1e-5)
+
+
+def cut_back(run: Path, copy: Path, step: int) -> None:
+    """``copy``: finished ``run`` as a kill right after its step-``step`` checkpoint leaves
+    it (later checkpoints, the exports and the later log lines gone), to be run again."""
+    shutil.copytree(run, copy)
+    for checkpoint in list_checkpoints(copy / "checkpoints"):
+        if int(checkpoint.name.split("-")[1]) > step:
+            shutil.rmtree(checkpoint)
+    for name in ("final", "final-ema"):
+        shutil.rmtree(copy / name, ignore_errors=True)
+    log = copy / "metrics.jsonl"
+    kept = [x for x in log.read_text().splitlines() if json.loads(x)["step"] <= step]
+    log.write_text("".join(line + "\n" for line in kept))
 
 
 PORT_TAKEN = ("address already in use", "eaddrinuse", "failed to listen", "errno: 98")

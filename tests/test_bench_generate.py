@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile
 
 from cospeech.cli import main
 from cospeech.errors import InputError
@@ -34,7 +33,7 @@ from cospeech.eval.stream_drift import (
 from cospeech.pipeline.bench import GenerateBench, ModelSpec, ModelSpeed, Repeat, rss_bytes
 from cospeech.pose import schema
 from cospeech.shipped import ASSETS
-from pipeline_fixture import tiny_models
+from pipeline_fixture import EXAMPLE_SPEECH, tiny_models, write_speech_excerpt
 
 EXAMPLES = ASSETS.parent.parent.parent / "examples"
 IMAGE, POSE = EXAMPLES / "reference.png", EXAMPLES / "reference_pose.npz"
@@ -201,9 +200,8 @@ def test_speed_rows_derive_from_their_medians():
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> dict[str, Path]:
     base = tmp_path_factory.getbasetemp()
-    audio, rate = soundfile.read(EXAMPLES / "speech.wav", dtype="float32")
-    speech = tmp_path_factory.mktemp("speech") / "speech-1s.wav"
-    soundfile.write(speech, audio[:rate], rate)
+    folder = tmp_path_factory.mktemp("speech")
+    speech = write_speech_excerpt(EXAMPLE_SPEECH, folder / "speech-1s.wav", 1.0)
     return {"models": tiny_models(base), "speech": speech}
 
 

@@ -63,7 +63,7 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     photo = folder / "astronaut.png"
     Image.fromarray(skimage_data.astronaut()).save(photo)
     test_clip = clip_with_split(corpus, "test")[0]
-    speech = write_speech_excerpt(test_clip, folder / "speech.wav", SPEECH_SECONDS)
+    speech = write_speech_excerpt(test_clip / "audio.wav", folder / "speech.wav", SPEECH_SECONDS)
     return {"corpus": corpus, "models": sparse_models(base), "photo": photo, "speech": speech,
             "folder": folder}  # fmt: skip
 

@@ -25,6 +25,7 @@ from cospeech.media.fragmented import FragmentedMp4Writer
 from cospeech.media.video import probe, read_audio_track, read_video
 from cospeech.pose.sequence import PoseSequence
 from cospeech.shipped import ASSETS
+from pipeline_fixture import EXAMPLE_SPEECH, write_speech_excerpt
 
 EXAMPLES = ASSETS.parent.parent.parent / "examples"
 IMAGE, POSE = EXAMPLES / "reference.png", EXAMPLES / "reference_pose.npz"
@@ -41,10 +42,8 @@ def gen() -> Generator:
 def speech(tmp_path_factory):
     """The first 1.2 s of the example speech as a wav (30 frames, 9 latent frames: 4 windows
     of 3 sharing 1, the last one aligned to the end)."""
-    audio, rate = soundfile.read(EXAMPLES / "speech.wav", dtype="float32")
-    path = tmp_path_factory.mktemp("speech") / "speech-1.2s.wav"
-    soundfile.write(path, audio[: round(1.2 * rate)], rate)
-    return path
+    folder = tmp_path_factory.mktemp("speech")
+    return write_speech_excerpt(EXAMPLE_SPEECH, folder / "speech-1.2s.wav", 1.2)
 
 
 def _stream(gen, audio, **kwargs):

@@ -24,7 +24,7 @@ def setup(tmp_path_factory):
     base = tmp_path_factory.getbasetemp()
     corpus = tiny_corpus(base)
     clip, image, pose = clip_with_split(corpus, "test")
-    speech = write_speech_excerpt(clip, base / "speech-1s.wav", 1.0)
+    speech = write_speech_excerpt(clip / "audio.wav", base / "speech-1s.wav", 1.0)
     return {"models": tiny_models(base), "image": image, "pose": pose, "speech": speech}
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import soundfile
 import torch
 
 from cospeech import GenerateOptions, Generator
@@ -16,6 +15,7 @@ from cospeech.cli import main
 from cospeech.errors import InputError
 from cospeech.precision import autocast_for, check_precision, cpu_flags, resolve_precision
 from cospeech.shipped import ASSETS
+from pipeline_fixture import EXAMPLE_SPEECH, write_speech_excerpt
 
 EXAMPLES = ASSETS.parent.parent.parent / "examples"
 IMAGE, POSE = EXAMPLES / "reference.png", EXAMPLES / "reference_pose.npz"
@@ -25,10 +25,8 @@ CPU = torch.device("cpu")
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory):
     """The first 1.2 s of the example speech (30 frames)."""
-    audio, rate = soundfile.read(EXAMPLES / "speech.wav", dtype="float32")
-    path = tmp_path_factory.mktemp("speech") / "speech-1.2s.wav"
-    soundfile.write(path, audio[: round(1.2 * rate)], rate)
-    return path
+    folder = tmp_path_factory.mktemp("speech")
+    return write_speech_excerpt(EXAMPLE_SPEECH, folder / "speech-1.2s.wav", 1.2)
 
 
 def test_cpu_flags_are_read_from_cpuinfo(tmp_path):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,13 @@ from cospeech.models.i2v import (
 from cospeech.models.vae import TinyVideoVAE
 from cospeech.train.stages.teacher import build_latent_cache
 from pipeline_fixture import COSPEECH, ENV
-from resume_fixture import assert_identical_runs, kill_after_first_checkpoint, run_torchrun
+from resume_fixture import (
+    assert_close_exports,
+    assert_identical_runs,
+    cut_back,
+    kill_after_first_checkpoint,
+    run_torchrun,
+)
 from stage_fixture import stage_args, train
 
 STEPS = 8
@@ -117,43 +122,23 @@ def test_torchrun_two_processes_train_the_teacher(corpus, vae_dir, tmp_path):
     assert [row["step"] for row in logged] == [1, 2]
 
 
-def test_torchrun_fsdp2_equals_ddp(corpus, vae_dir, tmp_path):
+def test_torchrun_fsdp2_equals_ddp_and_resumes_exactly(corpus, vae_dir, tmp_path):
     """FSDP2 (``fully_shard`` per block, gloo on the CPU) trains the same weights as DDP:
     the same averaged gradients, sharded instead of all-reduced; the exported model and its
-    EMA are the full tensors."""
+    EMA are the full tensors. A run cut back to its step-2 checkpoint and run again ends
+    bit for bit where the uninterrupted run ended: weights, EMA and optimizer state go
+    through whole tensors."""
     latents = tmp_path / "latents"
-    runs = {}
-    for name, extra in (("ddp", []), ("fsdp", ["--set", "train.fsdp=true"])):
-        runs[name] = tmp_path / name
-        args = _args(corpus, vae_dir, latents, runs[name], 2, batch=1)
-        run_torchrun(["-m", "cospeech.cli", *args, *extra], ENV)
-    for export in ("final", "final-ema"):
-        ddp = load_file(str(runs["ddp"] / export / "model.safetensors"))
-        fsdp = load_file(str(runs["fsdp"] / export / "model.safetensors"))
-        assert ddp.keys() == fsdp.keys()
-        for key in ddp:
-            torch.testing.assert_close(fsdp[key], ddp[key], rtol=1e-4, atol=1e-5)
-
-
-def test_torchrun_fsdp2_resumes_exactly(corpus, vae_dir, tmp_path):
-    """An FSDP2 run cut back to its step-2 checkpoint (as a kill after it leaves it: the
-    later checkpoint, exports and log lines gone) and run again ends bit for bit where the
-    uninterrupted run ended: weights, EMA and optimizer state go through whole tensors."""
-    latents, reference, resumed = tmp_path / "latents", tmp_path / "reference", tmp_path / "cut"
-    fsdp = ["--set", "train.fsdp=true", "--set", "train.checkpoint_every=2",
-            "--set", "train.keep_last=0"]  # fmt: skip
-    command = ["-m", "cospeech.cli", *_args(corpus, vae_dir, latents, reference, 4, batch=1)]
-    run_torchrun([*command, *fsdp], ENV)
-    shutil.copytree(reference, resumed)
-    shutil.rmtree(resumed / "checkpoints" / "step-00000004")
-    for name in ("final", "final-ema"):
-        shutil.rmtree(resumed / name)
-    log = resumed / "metrics.jsonl"
-    kept = [x for x in log.read_text().splitlines() if json.loads(x)["step"] <= 2]
-    log.write_text("".join(line + "\n" for line in kept))
-    command = ["-m", "cospeech.cli", *_args(corpus, vae_dir, latents, resumed, 4, batch=1)]
-    run_torchrun([*command, *fsdp], ENV)
-    assert_identical_runs(reference, resumed, 4)
+    every = ["--set", "train.checkpoint_every=2", "--set", "train.keep_last=0"]
+    fsdp = ["--set", "train.fsdp=true"]
+    runs = {name: tmp_path / name for name in ("ddp", "fsdp", "cut")}
+    for name, extra in (("ddp", []), ("fsdp", fsdp), ("cut", fsdp)):
+        if name == "cut":
+            cut_back(runs["fsdp"], runs["cut"], 2)
+        args = _args(corpus, vae_dir, latents, runs[name], 4, batch=1)
+        run_torchrun(["-m", "cospeech.cli", *args, *every, *extra], ENV)
+    assert_close_exports(runs["fsdp"], runs["ddp"])
+    assert_identical_runs(runs["fsdp"], runs["cut"], 4)
 
 
 def test_region_weights_scale_the_teachers_loss_where_the_face_is(corpus, vae_dir, tmp_path):

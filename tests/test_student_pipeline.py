@@ -18,7 +18,6 @@ import time
 
 import numpy as np
 import pytest
-import soundfile
 import torch
 
 from cospeech.attention.pose_plan import pose_plan
@@ -45,7 +44,7 @@ from cospeech.pose import schema
 from cospeech.pose.sequence import PoseSequence
 from cospeech.shipped import ASSETS
 from dit_fixture import randomise
-from pipeline_fixture import tiny_models
+from pipeline_fixture import EXAMPLE_SPEECH, tiny_models, write_speech_excerpt
 
 EXAMPLES = ASSETS.parent.parent.parent / "examples"
 IMAGE, POSE = EXAMPLES / "reference.png", EXAMPLES / "reference_pose.npz"
@@ -110,10 +109,8 @@ def gen(bundle_dir):
 
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory):
-    audio, rate = soundfile.read(EXAMPLES / "speech.wav", dtype="float32")
-    path = tmp_path_factory.mktemp("speech") / "speech-1.2s.wav"
-    soundfile.write(path, audio[: round(1.2 * rate)], rate)
-    return path
+    folder = tmp_path_factory.mktemp("speech")
+    return write_speech_excerpt(EXAMPLE_SPEECH, folder / "speech-1.2s.wav", 1.2)
 
 
 def conditions_of(vae, reference):

@@ -159,13 +159,12 @@ class GenerateResult:
         attention = f", {self.attention} attention" + (
             f" (density {density:.2f})" if density is not None else ""
         )
-        if self.precision != "float32":
-            attention += f", in {self.precision}"
+        precision = f", in {self.precision}" if self.precision != "float32" else ""
         return (
             f"{done}: {count(self.frames, 'frame')} ({self.video_seconds:.2f} s) "
             f"at {self.size}x{self.size}{self._through_photo_layer()} by the {self.model}, "
             f"{count(self.steps, 'step')} x "
-            f"{count(self.windows, unit)}{attention}, motion from {self.motion}; "
+            f"{count(self.windows, unit)}{attention}{precision}, motion from {self.motion}; "
             f"compute {self.compute_seconds:.1f} s = {self.compute_fps:.2f} FPS (sampling "
             f"{phases['sampling']:.1f} s + VAE decode {phases['decode']:.1f} s"
             + (f" + photo layer {phases['photo']:.1f} s" if "photo" in phases else "")

@@ -99,6 +99,25 @@ def test_carphone_is_not_the_astronaut(carphone_faces, analyzer, astronaut_png):
     assert distance > 0.6
 
 
+def test_head_motion_of_a_photo_swaying_by_a_known_amount(analyzer, astronaut_png, tmp_path):
+    """The astronaut shifted sideways by ``8 sin(2 pi t / 12)`` px per frame: ``head_motion``
+    is that sway's std over the inter-ocular distance dlib measures on the still photo;
+    a shift turns nothing, so ``head_turn`` stays at dlib's landmark noise."""
+    photo = np.asarray(Image.open(astronaut_png).resize((256, 256), Image.BILINEAR))
+    shifts = np.round(8.0 * np.sin(2 * np.pi * np.arange(24) / 12))  # whole pixels
+    clip = tmp_path / "sway.mp4"
+    write_video(clip, np.stack([np.roll(photo, int(dx), axis=1) for dx in shifts]), 25.0)
+    out = tmp_path / "sway.json"
+    argv = ["eval", "video", str(clip), "--skip", "identity,sync,hands,quality", "--json", str(out)]
+    assert main(argv) == 0
+    report = _strict_json(out)
+    still = analyzer(photo).landmarks
+    iod = np.linalg.norm(still[RIGHT_EYE].mean(axis=0) - still[LEFT_EYE].mean(axis=0))
+    assert report["face_frames"] == 24
+    assert report["head_motion"] == pytest.approx(shifts.std() / iod, rel=0.1)
+    assert report["head_turn"] < 0.2 * report["head_motion"]
+
+
 def test_landmark_numbering_is_dlibs_zero_based_ibug(analyzer, astronaut_png):
     """Points 62 and 66 (0-based; iBUG 63 and 67) are the middles of the inner lips, 36-41
     the subject's right eye (on the image's left)."""

@@ -27,7 +27,7 @@ from cospeech.eval.video.image_quality import (
     luma,
 )
 from cospeech.eval.video.sync import MAX_OFFSET, estimate_sync, loudness_envelope
-from cospeech.pose.face68 import mouth_opening
+from cospeech.pose.face68 import head_motion, head_turn, mouth_opening
 
 MEASURES = ("identity", "sync", "hands", "quality")
 SAMPLE_RATE = 16000
@@ -230,10 +230,12 @@ def evaluate_video(
     records = analyse_frames(video, analyzer, config, info.frames, progress)
     frames = len(records.faces)
     face_frames = sum(face is not None for face in records.faces)
+    landmarks = records.landmarks()
     report: dict[str, Any] = {
         "video": str(video), "frames": frames, "fps": info.fps,
         "width": info.width, "height": info.height,
         "face_rate": face_frames / frames, "face_frames": face_frames,
+        "head_motion": head_motion(landmarks), "head_turn": head_turn(landmarks),
     }  # fmt: skip
     for measure in MEASURES:
         report.update(dict.fromkeys(MEASURE_KEYS[measure]))

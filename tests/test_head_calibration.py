@@ -24,10 +24,13 @@ from cospeech.motion.checkpoint import (
     save_motion_model,
 )
 from cospeech.motion.config import preset
+from cospeech.motion.dataset import load_split
 from cospeech.motion.generate import MotionGenerator, MotionOptions
 from cospeech.motion.head_calibration import (
     FACE_START,
     HEAD_POINTS,
+    MAX_GAIN,
+    PARAMETERS,
     STABLE_POINTS,
     HeadCalibration,
     HeadGains,
@@ -40,10 +43,12 @@ from cospeech.motion.head_calibration import (
     offline_band,
     scale_motion,
 )
+from cospeech.motion.head_fit import calibrate, matching_gain, normalised, template_iod
 from cospeech.motion.model import MotionModel
 from cospeech.pose import schema
 from cospeech.pose.face68 import mouth_opening
 from cospeech.pose.sequence import PoseSequence
+from pipeline_fixture import tiny_corpus
 
 P = len(HEAD_POINTS)
 MOUTH = [FACE_START + i for i in range(48, 68)]  # iBUG mouth points, none of them fit points
@@ -334,3 +339,80 @@ def test_motion_command_takes_a_head_gain(tmp_path, model_folder, capsys):
                  str(tmp_path / "o.npz"), "--head-gain", "11"])  # fmt: skip
     assert code == 2
     assert "--head-gain must be in [0, 10], got 11" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- fitting the gains
+
+
+def test_matching_gain_solves_the_pooled_variance_quadratic():
+    """``mean_clips var(fixed + g scaled) = truth`` at the returned gain (closed form); with
+    nothing fixed it is ``sqrt(truth / mean var(scaled))``; past the cap it is the cap."""
+    rng = np.random.default_rng(0)
+    fixed = [rng.normal(0, 0.3, 50) for _ in range(4)]
+    scaled = [rng.normal(0, 0.1, 50) + 0.5 * f for f in fixed]
+    gain = matching_gain(fixed, scaled, 0.5)
+    pooled = np.mean([np.var(f + gain * x) for f, x in zip(fixed, scaled, strict=True)])
+    assert pooled == pytest.approx(0.5, rel=1e-9)
+    zeros = [np.zeros(50) for _ in scaled]
+    expected = np.sqrt(0.5 / np.mean([x.var() for x in scaled]))
+    assert matching_gain(zeros, scaled, 0.5) == pytest.approx(expected, rel=1e-12)
+    assert matching_gain(zeros, scaled, 1e6) == MAX_GAIN
+
+
+@pytest.fixture(scope="module")
+def tiny_corpus_folder(tmp_path_factory):
+    return tiny_corpus(tmp_path_factory.getbasetemp())
+
+
+def _truth_parameters(generator: MotionGenerator, corpus, split: str) -> list[np.ndarray]:
+    """Each clip's true rigid head parameters ``[4, T]`` (translations in template IOD),
+    from the keypoints of the clips of ``split``."""
+    head = list(HEAD_POINTS)
+    series = []
+    for clip in load_split(corpus, split, 0):
+        template = generator.rest_points(clip.reference)[head]
+        motion = decompose(clip.keypoints[:, head, :2], template,
+                           head_fit_mask(clip.reference[head, 2]))  # fmt: skip
+        series.append(normalised(motion, template_iod(template)))
+    return series
+
+
+def test_gains_match_the_truth_of_the_truth_splits(model_folder, tiny_corpus_folder):
+    """Fitted on the val clip's predictions against the truth of train + val: the pooled
+    variance of the calibrated predictions (as generation calibrates them) equals the
+    pooled variance of the train and val truths, for every parameter whose gain is under
+    the cap; the target is those clips', not val's alone."""
+    generator = MotionGenerator.load(model_folder)
+    truths = [s for split in ("train", "val")
+              for s in _truth_parameters(generator, tiny_corpus_folder, split)]  # fmt: skip
+    variance = np.mean([t.var(axis=1) for t in truths], axis=0)
+    val_only = np.mean([t.var(axis=1) for t in _truth_parameters(generator, tiny_corpus_folder,
+                                                                  "val")], axis=0)  # fmt: skip
+    assert not np.allclose(variance, val_only, rtol=0.05)
+    result = calibrate(model_folder, tiny_corpus_folder, "val", truth_splits=("train", "val"))
+    matched = 0
+    for i, name in enumerate(PARAMETERS):
+        for streaming in (False, True):
+            gain = getattr(result.gains.mode(streaming), name).gain
+            if gain >= MAX_GAIN:
+                continue
+            mode = "streaming" if streaming else "offline"
+            pooled = np.mean([c.calibrated[mode].std[name] ** 2 for c in result.clips])
+            assert pooled == pytest.approx(variance[i], rel=0.02), (name, mode)
+            matched += 1
+    assert matched >= 4
+
+
+def test_motion_calibrate_command_writes_the_fitted_gains(model_folder, tiny_corpus_folder,
+                                                          tmp_path, capsys):  # fmt: skip
+    folder = tmp_path / "motion"
+    shutil.copytree(model_folder, folder)
+    argv = ["motion-calibrate", "--data", str(tiny_corpus_folder), "--model", str(folder)]
+    assert main([*argv, "--truth-splits", "train,nope"]) == 2
+    err = capsys.readouterr().err
+    assert "--truth-splits" in err and len(err.strip().splitlines()) == 1
+    assert load_head_calibration(folder) == HeadCalibration()  # nothing written
+    assert main(argv) == 0
+    assert "head_gain written" in capsys.readouterr().out
+    fitted = calibrate(folder, tiny_corpus_folder, "val").gains  # deterministic: seed 0
+    assert load_head_calibration(folder) == fitted and not fitted.offline.identity

@@ -64,15 +64,24 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
+    from cospeech.data.manifest import SPLITS
     from cospeech.errors import check_range
     from cospeech.motion.checkpoint import CONFIG_NAME, SHIPPED_MODEL, save_head_calibration
-    from cospeech.motion.head_fit import calibrate, summary
+    from cospeech.motion.head_fit import TRUTH_SPLITS, calibrate, summary
 
     check_range("--clips", args.clips, 0)
+    truth_splits = TRUTH_SPLITS
+    if args.truth_splits is not None:
+        truth_splits = tuple(dict.fromkeys(s.strip() for s in args.truth_splits.split(",")))
+        if not set(truth_splits) <= set(SPLITS):
+            raise InputError(f"--truth-splits: comma-separated splits of {list(SPLITS)}, "
+                             f"got {args.truth_splits!r}")  # fmt: skip
     result = calibrate(args.model, args.data, args.split, args.clips, fit=not args.measure_only,
-                       progress=True)  # fmt: skip
+                       progress=True, truth_splits=truth_splits)  # fmt: skip
     print(summary(result))
     if not args.measure_only:
+        print(f"gains fitted on the model's motion in the {args.split} clips, to the true "
+              f"head motion of the {' + '.join(truth_splits)} clips")  # fmt: skip
         save_head_calibration(args.model, result.gains)
         folder = args.model or SHIPPED_MODEL
         print(f"head_gain written to {folder}/{CONFIG_NAME}")
@@ -131,7 +140,13 @@ def register(tree) -> None:
     c.add_argument("--data", required=True, help="dataset folder (manifest.jsonl)")
     c.add_argument(
         "--split", choices=("train", "val", "test"), default="val",
-        help="clips to fit on (default: %(default)s; keep test for measuring)",
+        help="clips the model's head motion is measured on (default: %(default)s; keep test "
+        "for measuring)",
+    )  # fmt: skip
+    c.add_argument(
+        "--truth-splits",
+        help="comma-separated splits whose true head motion the gains match (default: "
+        "train,val)",
     )  # fmt: skip
     c.add_argument("--clips", type=int, default=0, help="first N clips of the split (0 = all)")
     c.add_argument("--model", help="motion model folder (default: the shipped model)")

@@ -9,8 +9,9 @@ import torch
 
 from cospeech.errors import InputError
 from cospeech.models import VIDEO_DIT_PRESETS, VideoDiT, VideoDiTConfig, load_video_dit_config
+from cospeech.models.attention import attention_dtype
 from cospeech.models.pose_encoder import PoseVideoEncoder
-from cospeech.models.rope import apply_rope, rope_cos_sin
+from cospeech.models.rope import apply_rope, rope_freqs
 
 diffusers = pytest.importorskip("diffusers")
 
@@ -114,9 +115,9 @@ def test_rope_matches_complex_rotation():
     head_dim, theta = 16, 10000.0
     dims = (head_dim - 2 * 2 * (head_dim // 6), 2 * (head_dim // 6), 2 * (head_dim // 6))
     frames = torch.tensor([3, 4])
-    cos, sin = rope_cos_sin(frames, 2, 3, dims, theta, max_positions=64)
+    freqs = rope_freqs(frames, 2, 3, dims, theta, max_positions=64)
     x = torch.randn(1, 2 * 2 * 3, 2, head_dim, dtype=torch.float64)
-    out = apply_rope(x.float(), cos, sin).double()
+    out = apply_rope(x.float(), freqs).double()
     expected = torch.empty_like(x)
     token = 0
     for f in frames.tolist():
@@ -137,7 +138,7 @@ def test_rope_matches_complex_rotation():
 
 def test_rope_positions_beyond_table_are_refused():
     with pytest.raises(InputError, match="RoPE table"):
-        rope_cos_sin(torch.tensor([1023, 1024]), 2, 2, (4, 2, 2), 1e4, max_positions=1024)
+        rope_freqs(torch.tensor([1023, 1024]), 2, 2, (4, 2, 2), 1e4, max_positions=1024)
 
 
 def test_forward_shape_and_offset_changes_output():
@@ -151,6 +152,27 @@ def test_forward_shape_and_offset_changes_output():
     assert out.shape == (1, config.out_dim, 3, 4, 6) and out.dtype == torch.float32
     assert torch.isfinite(out).all()
     assert not torch.allclose(out, shifted)
+
+
+def test_bfloat16_weights_keep_a_float32_stream_and_stay_close_to_float32():
+    assert attention_dtype(torch.bfloat16, torch.device("cpu")) == torch.float32
+    assert attention_dtype(torch.bfloat16, torch.device("cuda")) == torch.bfloat16
+    config = VIDEO_DIT_PRESETS["tiny"]
+    model = VideoDiT(config).eval()
+    randomise(model)
+    half = VideoDiT(config).eval()
+    half.load_state_dict(model.state_dict())
+    half.to(torch.bfloat16)
+    x, pose, ref_pose = tiny_inputs(config)
+    streams: list[torch.dtype] = []
+    half.blocks[0].register_forward_hook(lambda m, i, o: streams.append(o.dtype))
+    with torch.no_grad():
+        full = model(x, torch.tensor([300.0]), pose=pose, ref_pose=ref_pose)
+        out = half(x, torch.tensor([300.0]), pose=pose, ref_pose=ref_pose)
+    assert streams == [torch.float32] and out.dtype == torch.float32
+    # bfloat16 weights round at 2^-9: the output moves by about that, not by O(1)
+    relative = (out - full).norm() / full.norm()
+    assert 0 < relative.item() < 0.03
 
 
 def test_fresh_pose_encoders_add_exactly_zero():

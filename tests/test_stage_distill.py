@@ -23,6 +23,7 @@ from torch.utils.data import default_collate
 
 import stage_fixture
 from cospeech.diffusion import add_noise, shift_sigma, step_list_sigmas
+from cospeech.errors import InputError
 from cospeech.models import VideoDiT
 from cospeech.models.i2v import ConditionedFlow, reference_slot
 from cospeech.train.checkpoint import list_checkpoints, load_checkpoint
@@ -30,6 +31,8 @@ from cospeech.train.config import TrainConfig
 from cospeech.train.loop import Trainer
 from cospeech.train.objectives.dmd import critic_loss, dmd_loss
 from cospeech.train.objectives.region_loss import (
+    BACKGROUND,
+    LOSS_REGIONS,
     REGIONS,
     VAEFeatureDistance,
     region_loss,
@@ -40,6 +43,7 @@ from cospeech.train.stages.distill import (
     SAMPLING_FILE,
     Config,
     DistillStage,
+    check_distill_config,
     chunk_conditions,
     sample_generators,
 )
@@ -208,9 +212,9 @@ def test_region_loss_is_zero_for_equal_frames_and_blind_outside_the_masks(stage,
     generator = torch.Generator().manual_seed(2)
     target = batch["video"]
     masks = region_pixel_masks(batch["keypoints"], (64, 64), 8)
-    assert masks.shape == (2, len(REGIONS), 9, 64, 64)
+    assert masks.shape == (2, len(LOSS_REGIONS), 9, 64, 64)
     distance = VAEFeatureDistance(stage.vae)
-    distances = dict.fromkeys(REGIONS, distance)
+    distances = dict.fromkeys(LOSS_REGIONS, distance)
     weights = {"face": 2.0, "hands": 1.0, "body": 0.5}
     zero, _ = region_loss(target, target, masks, weights, distances)
     assert zero.item() == 0.0
@@ -230,6 +234,29 @@ def test_region_loss_is_zero_for_equal_frames_and_blind_outside_the_masks(stage,
     inside = prediction + used * 0.5
     changed, _ = region_loss(inside, target, masks, weights, distances)
     assert changed.item() != loss.item()
+
+
+def test_region_lambdas_take_the_background_and_name_the_regions_on_a_typo():
+    check_distill_config(Config(region_lambdas={"face": 1.0, BACKGROUND: 0.5}))
+    with pytest.raises(InputError, match=r"unknown region.*backgrund.*'background'"):
+        check_distill_config(Config(region_lambdas={"backgrund": 1.0}))
+
+
+def test_background_mask_is_the_rest_of_the_frame_and_its_term_sees_it(stage, batch):
+    masks = region_pixel_masks(batch["keypoints"], (64, 64), 8)
+    person = masks[:, : len(REGIONS)].amax(dim=1)
+    background = masks[:, LOSS_REGIONS.index(BACKGROUND)]
+    assert person.any() and background.any()
+    assert torch.equal(background, 1 - person)  # the complement, pixel for pixel
+
+    distances = dict.fromkeys(LOSS_REGIONS, VAEFeatureDistance(stage.vae))
+    target = batch["video"]
+    noise = torch.randn(target.shape, generator=torch.Generator().manual_seed(3))
+    outside = target + background[:, None] * noise  # only background pixels differ
+    paper = dict.fromkeys(REGIONS, 1.0)
+    assert region_loss(outside, target, masks, paper, distances)[0].item() == 0.0
+    loss, metrics = region_loss(outside, target, masks, {**paper, BACKGROUND: 1.0}, distances)
+    assert loss.item() > 0 and metrics["region_background"] == pytest.approx(loss.item())
 
 
 # --------------------------------------------------------------------------- rollout

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cospeech.models.kv_cache import KVCache
-from cospeech.models.layers import RMSNorm
+from cospeech.models.layers import RMSNorm, to_weight_dtype
 from cospeech.models.rope import apply_rope
 
 if TYPE_CHECKING:
@@ -43,9 +43,9 @@ ItemT = TypeVar("ItemT")
 class AttentionLayout:
     """How self-attention runs in one forward (shared by all blocks).
 
-    ``cos_q``/``sin_q`` ``[L, head_dim/2]`` rotate the input tokens (queries and keys);
-    ``cos_k``/``sin_k`` rotate the keys: the same tokens, or in ``cached`` mode the cached
-    tokens (whose positions precede the input's).
+    ``freqs_q`` ``[L, head_dim/2]`` (complex, :func:`~cospeech.models.rope.rope_freqs`)
+    rotates the input tokens (queries and keys); ``freqs_k`` the keys: the same tokens, or
+    in ``cached`` mode the cached tokens (whose positions precede the input's).
     ``chunk_tokens`` is the token count of one causal chunk (``causal`` mode).
     ``plans``: ``sparse`` mode, one plan per batch element. ``chunk_masks``: ``cached``
     mode with plans, per batch element the ``[Lq, Lk]`` bool mask of
@@ -53,15 +53,21 @@ class AttentionLayout:
     """
 
     mode: str
-    cos_q: torch.Tensor
-    sin_q: torch.Tensor
-    cos_k: torch.Tensor
-    sin_k: torch.Tensor
+    freqs_q: torch.Tensor
+    freqs_k: torch.Tensor
     chunk_tokens: int = 0
     plans: Sequence[SparsePlan] = ()
     sparse_backend: str = "auto"
     cache: KVCache | None = None
     chunk_masks: Sequence[torch.Tensor] = ()
+    dtype: torch.dtype = torch.float32
+
+
+def attention_dtype(weight_dtype: torch.dtype, device: torch.device) -> torch.dtype:
+    """The dtype attention runs in: the weights' on a GPU (its flash kernels need 16-bit
+    inputs), float32 on a CPU, whose SDPA is no faster in bfloat16 (measured on the demo
+    sizes, docs/generate.md) and where float32 saves the casts around the float32 RoPE."""
+    return torch.float32 if device.type == "cpu" else weight_dtype
 
 
 def dense_attention(
@@ -140,23 +146,25 @@ class SelfAttention(nn.Module):
         self.norm_k = RMSNorm(dim, eps) if qk_norm else nn.Identity()
 
     def forward(self, x: torch.Tensor, layout: AttentionLayout, layer: int) -> torch.Tensor:
-        """``x`` ``[B, L, dim]`` -> ``[B, L, dim]``."""
+        """``x`` ``[B, L, dim]`` float32 -> ``[B, L, dim]`` in the weights' dtype. q/k norms and
+        RoPE run in float32, the attention in ``layout.dtype``."""
         heads = (self.num_heads, -1)
-        q = self.norm_q(self.q(x)).unflatten(2, heads)
-        k = self.norm_k(self.k(x)).unflatten(2, heads)
-        v = self.v(x).unflatten(2, heads)
-        q = apply_rope(q, layout.cos_q, layout.sin_q)
+        x = to_weight_dtype(x, self.q)
+        q = self.norm_q(self.q(x).float()).unflatten(2, heads)
+        k = self.norm_k(self.k(x).float()).unflatten(2, heads)
+        v = self.v(x).to(layout.dtype).unflatten(2, heads)
+        q = apply_rope(q, layout.freqs_q).to(layout.dtype)
         if layout.cache is None:
-            k = apply_rope(k, layout.cos_k, layout.sin_k)
+            k = apply_rope(k, layout.freqs_k).to(layout.dtype)
         else:
             past = layout.cache.past(layer)
             layout.cache.stage(layer, k, v)
-            k = apply_rope(k, layout.cos_q, layout.sin_q)
+            k = apply_rope(k, layout.freqs_q).to(layout.dtype)
             if past is not None:
                 cached = past[0].shape[1]
                 past_keys = layout.cache.rotated_keys(
                     layer,
-                    lambda keys: apply_rope(keys, layout.cos_k[:cached], layout.sin_k[:cached]),
+                    lambda keys: apply_rope(keys, layout.freqs_k[:cached]).to(layout.dtype),
                 )
                 k = torch.cat([past_keys, k], dim=1)
                 v = torch.cat([past[1], v], dim=1)
@@ -172,7 +180,7 @@ class SelfAttention(nn.Module):
             )
         else:
             out = dense_attention(q, k, v)
-        return self.o(out.flatten(2))
+        return self.o(to_weight_dtype(out.flatten(2), self.o))
 
 
 class CrossAttention(nn.Module):
@@ -201,16 +209,26 @@ class CrossAttention(nn.Module):
             self.norm_k_img = RMSNorm(dim, eps) if qk_norm else nn.Identity()
 
     def forward(
-        self, x: torch.Tensor, text: torch.Tensor | None, image: torch.Tensor | None
+        self,
+        x: torch.Tensor,
+        text: torch.Tensor | None,
+        image: torch.Tensor | None,
+        dtype: torch.dtype = torch.float32,
     ) -> torch.Tensor:
-        """``x`` ``[B, L, dim]``, ``text`` ``[B, Lt, dim]``, ``image`` ``[B, Li, dim]``."""
+        """``x`` ``[B, L, dim]`` float32, ``text`` ``[B, Lt, dim]``, ``image`` ``[B, Li, dim]``
+        -> ``[B, L, dim]`` in the weights' dtype; the attention in ``dtype``
+        (:attr:`AttentionLayout.dtype`)."""
         heads = (self.num_heads, -1)
-        q = self.norm_q(self.q(x)).unflatten(2, heads)
+        q = self.norm_q(self.q(to_weight_dtype(x, self.q)).float()).to(dtype).unflatten(2, heads)
         out = torch.zeros_like(q)
-        if text is not None:
-            k = self.norm_k(self.k(text)).unflatten(2, heads)
-            out = out + dense_attention(q, k, self.v(text).unflatten(2, heads))
-        if image is not None:
-            k = self.norm_k_img(self.k_img(image)).unflatten(2, heads)
-            out = out + dense_attention(q, k, self.v_img(image).unflatten(2, heads))
-        return self.o(out.flatten(2))
+        for tokens, key, value, norm in (
+            (text, "k", "v", "norm_k"),
+            (image, "k_img", "v_img", "norm_k_img"),
+        ):
+            if tokens is None:
+                continue
+            tokens = to_weight_dtype(tokens, getattr(self, key))
+            k = getattr(self, norm)(getattr(self, key)(tokens).float()).to(dtype)
+            v = getattr(self, value)(tokens).to(dtype)
+            out = out + dense_attention(q, k.unflatten(2, heads), v.unflatten(2, heads))
+        return self.o(to_weight_dtype(out.flatten(2), self.o))

@@ -16,7 +16,12 @@ import torch
 from torch import nn
 
 from cospeech.errors import InputError
-from cospeech.models.attention import AttentionLayout, CrossAttention, SelfAttention
+from cospeech.models.attention import (
+    AttentionLayout,
+    CrossAttention,
+    SelfAttention,
+    attention_dtype,
+)
 from cospeech.models.checkpoint import PretrainedMixin
 from cospeech.models.config import VideoDiTConfig
 from cospeech.models.kv_cache import KVCache
@@ -25,9 +30,10 @@ from cospeech.models.layers import (
     gated_residual,
     modulate,
     timestep_sinusoid,
+    to_weight_dtype,
 )
 from cospeech.models.pose_encoder import PoseVideoEncoder, RefPoseEncoder, pad_to_channels
-from cospeech.models.rope import rope_cos_sin
+from cospeech.models.rope import rope_freqs
 
 if TYPE_CHECKING:
     from cospeech.attention import SparsePlan
@@ -76,15 +82,17 @@ class DiTBlock(nn.Module):
         text: torch.Tensor | None,
         image: torch.Tensor | None,
     ) -> torch.Tensor:
-        """``x`` ``[B, L, dim]``, ``time`` ``[B, 6, dim]`` float32 -> ``[B, L, dim]``."""
+        """``x`` ``[B, L, dim]`` float32 (the residual stream), ``time`` ``[B, 6, dim]``
+        float32 -> ``[B, L, dim]`` float32."""
         shift_a, scale_a, gate_a, shift_f, scale_f, gate_f = (self.modulation.float() + time).chunk(
             6, dim=1
         )
         attended = self.self_attn(modulate(self.norm1(x), shift_a, scale_a), layout, self.index)
         x = gated_residual(x, attended, gate_a)
         if self.cross_attn is not None:
-            x = x + self.cross_attn(self.norm3(x), text, image)
-        x = gated_residual(x, self.ffn(modulate(self.norm2(x), shift_f, scale_f)), gate_f)
+            x = x + self.cross_attn(self.norm3(x), text, image, layout.dtype)
+        ffn_in = to_weight_dtype(modulate(self.norm2(x), shift_f, scale_f), self.ffn[0])
+        x = gated_residual(x, self.ffn(ffn_in), gate_f)
         return x
 
 
@@ -98,9 +106,10 @@ class Head(nn.Module):
         self.modulation = nn.Parameter(torch.empty(1, 2, config.dim))
 
     def forward(self, x: torch.Tensor, time: torch.Tensor) -> torch.Tensor:
-        """``x`` ``[B, L, dim]``, ``time`` ``[B, dim]`` (float32) -> ``[B, L, C * prod(patch)]``."""
+        """``x`` ``[B, L, dim]``, ``time`` ``[B, dim]`` (float32) -> ``[B, L, C * prod(patch)]``
+        in the weights' dtype."""
         shift, scale = (self.modulation.float() + time[:, None]).chunk(2, dim=1)
-        return self.head(modulate(self.norm(x), shift, scale))
+        return self.head(to_weight_dtype(modulate(self.norm(x), shift, scale), self.head))
 
 
 class ImageProjection(nn.Module):
@@ -267,7 +276,7 @@ class VideoDiT(PretrainedMixin):
         tokens = self.patch_embedding(x)
         if pose is not None:
             tokens = tokens + self._encode_pose(pose.to(dtype), tokens.shape)
-        tokens = tokens.flatten(2).transpose(1, 2)
+        tokens = tokens.flatten(2).transpose(1, 2).float()  # the residual stream: float32
 
         time = self.time_embedding(timestep_sinusoid(t, cfg.freq_dim).to(dtype)).float()
         time6 = self.time_projection(time.to(dtype)).float().unflatten(1, (6, cfg.dim))
@@ -364,6 +373,7 @@ class VideoDiT(PretrainedMixin):
     ) -> AttentionLayout:
         cfg = self.config
         frames, height, width = grid
+        dtype = attention_dtype(self.patch_embedding.weight.dtype, device)
         rope = dict(
             axis_dims=cfg.rope_axis_dims, theta=cfg.rope_theta, max_positions=cfg.rope_max_positions
         )
@@ -375,34 +385,33 @@ class VideoDiT(PretrainedMixin):
             chunk_masks = _chunk_masks(plans, kv_cache, grid, device)
             kv_cache.begin(frames, (height, width), cache_update)
             cached = kv_cache.cached_frames
-            cos_k, sin_k = rope_cos_sin(
-                torch.arange(cached + frames, device=device), height, width, **rope
-            )
+            freqs = rope_freqs(torch.arange(cached + frames, device=device), height, width, **rope)
             split = cached * height * width
             return AttentionLayout(
                 "cached",
-                cos_k[split:],
-                sin_k[split:],
-                cos_k[:split],
-                sin_k[:split],
+                freqs[split:],
+                freqs[:split],
                 cache=kv_cache,
                 chunk_masks=chunk_masks,
+                dtype=dtype,
             )
         positions = torch.arange(frames, device=device) + frame_offset
-        cos, sin = rope_cos_sin(positions, height, width, **rope)
+        freqs = rope_freqs(positions, height, width, **rope)
         if plans:
             for plan in plans:
                 plan.check_grid(frames, height, width, "VideoDiT")
             return AttentionLayout(
-                "sparse", cos, sin, cos, sin, plans=plans, sparse_backend=sparse_backend
-            )
+                "sparse", freqs, freqs, plans=plans, sparse_backend=sparse_backend,
+                dtype=dtype,
+            )  # fmt: skip
         if attention == "causal":
             if chunk_frames <= 0:
                 raise InputError(f"chunk_frames must be positive, got {chunk_frames}")
             return AttentionLayout(
-                "causal", cos, sin, cos, sin, chunk_tokens=chunk_frames * height * width
-            )
-        return AttentionLayout("full", cos, sin, cos, sin)
+                "causal", freqs, freqs, chunk_tokens=chunk_frames * height * width,
+                dtype=dtype,
+            )  # fmt: skip
+        return AttentionLayout("full", freqs, freqs, dtype=dtype)
 
     def _unpatchify(self, out: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
         """``[B, f*h*w, pt*ph*pw*C]`` -> ``[B, C, f*pt, h*ph, w*pw]``."""

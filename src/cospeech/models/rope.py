@@ -20,18 +20,18 @@ def _axis_angles(positions: torch.Tensor, axis_dim: int, theta: float) -> torch.
     return positions.to(torch.float64)[:, None] * inv_freq[None, :]
 
 
-def rope_cos_sin(
+def rope_freqs(
     frame_positions: torch.Tensor,
     height: int,
     width: int,
     axis_dims: tuple[int, int, int],
     theta: float,
     max_positions: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cosines and sines for a ``[F, height, width]`` token grid, tokens in (f, h, w) order.
+) -> torch.Tensor:
+    """Rotations ``exp(i * angle)`` for a ``[F, height, width]`` token grid, tokens in
+    (f, h, w) order: complex64 ``[F * height * width, head_dim / 2]`` (angles in float64).
 
     ``frame_positions`` ``[F]`` holds the (absolute) latent frame index of each frame.
-    Returns ``cos, sin`` of shape ``[F * height * width, head_dim / 2]`` in float32.
     """
     if frame_positions.numel() and (
         int(frame_positions.max()) >= max_positions or int(frame_positions.min()) < 0
@@ -56,17 +56,15 @@ def rope_cos_sin(
         ],
         dim=-1,
     ).reshape(frames * height * width, -1)
-    return angles.cos().float(), angles.sin().float()
+    return torch.polar(torch.ones_like(angles), angles).to(torch.complex64)
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate adjacent channel pairs of ``x`` ``[B, L, H, D]`` by ``cos, sin`` ``[L, D/2]``.
+def apply_rope(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
+    """Rotate adjacent channel pairs of ``x`` ``[B, L, H, D]`` by ``freqs`` ``[L, D/2]``
+    (:func:`rope_freqs`): each pair is a complex number, multiplied by its rotation.
 
-    Computed in float32 and returned in ``x``'s dtype.
+    Computed in float32 (one complex product) and returned in ``x``'s dtype.
     """
-    pairs = x.float().unflatten(-1, (-1, 2))
-    real, imag = pairs[..., 0], pairs[..., 1]
-    cos = cos[None, :, None, :]
-    sin = sin[None, :, None, :]
-    rotated = torch.stack((real * cos - imag * sin, real * sin + imag * cos), dim=-1)
-    return rotated.flatten(-2).to(x.dtype)
+    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)).contiguous())
+    rotated = torch.view_as_real(pairs * freqs[None, :, None, :]).flatten(-2)
+    return rotated.to(x.dtype)

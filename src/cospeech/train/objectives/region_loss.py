@@ -12,6 +12,11 @@ load_arcface`, :func:`cospeech.eval.networks.lpips.load_lpips`) they are used
 :class:`VAEFeatureDistance`, a substitute that exists here: an LPIPS-style distance over
 the activations of the project's own VAE encoder (no learned layer weights, no face
 identity network). It is a perceptual feature distance, not a face-identity measure.
+
+**Background** (an extension, off by default): the paper's regions cover the person only.
+``background`` (:data:`LOSS_REGIONS`) is the pixels outside every region; with a weight it
+adds the perceptual term there, which the few-step student otherwise learns only through
+DMD (on the synthetic corpus most of its SSIM gap to the teacher is in the background).
 """
 
 from __future__ import annotations
@@ -29,7 +34,12 @@ from cospeech.pose.regions import ATTENTION_REGIONS, region_bits
 from cospeech.pose.sequence import PoseSequence
 
 REGIONS = tuple(ATTENTION_REGIONS)
-"""The regions of Eq. 5, in mask order: the paper's R (face, hands, arms, shoulders, body)."""
+"""The person's regions of Eq. 5: the paper's R (face, hands, arms, shoulders, body)."""
+
+BACKGROUND = "background"
+LOSS_REGIONS = (*REGIONS, BACKGROUND)
+"""The regions the loss can weight, in mask order: :data:`REGIONS`, then the pixels outside
+all of them."""
 
 ARCFACE_SIZE = 112
 
@@ -39,8 +49,9 @@ ImageDistance = Callable[[Tensor, Tensor, Tensor], Tensor]
 
 
 def region_pixel_masks(keypoints: Tensor, size: tuple[int, int], space_stride: int) -> Tensor:
-    """Region masks ``[B, R, F, H, W]`` (float 0/1, regions in :data:`REGIONS` order) of
-    windows of keypoints ``[B, F, 133, 3]`` in pixels of frames of ``size`` = (H, W).
+    """Region masks ``[B, R + 1, F, H, W]`` (float 0/1, in :data:`LOSS_REGIONS` order: the
+    person's regions, then the background) of windows of keypoints ``[B, F, 133, 3]`` in
+    pixels of frames of ``size`` = (H, W).
 
     Each frame's regions are rasterised on the latent grid (``space_stride`` pixels per
     cell, the attention masks' margins, :func:`cospeech.pose.raster.region_token_masks`)
@@ -55,7 +66,8 @@ def region_pixel_masks(keypoints: Tensor, size: tuple[int, int], space_stride: i
             pose, time_stride=1, space_stride=space_stride, patch=(1, 1, 1),
             regions=ATTENTION_REGIONS,
         )  # fmt: skip
-        masks.append(np.stack([(regions & bits[name]) != 0 for name in REGIONS]))
+        person = [(regions & bits[name]) != 0 for name in REGIONS]
+        masks.append(np.stack([*person, regions == 0]))
     grid = torch.from_numpy(np.stack(masks)).float()
     pixels = grid.repeat_interleave(space_stride, dim=-2).repeat_interleave(space_stride, dim=-1)
     return pixels.to(keypoints.device)
@@ -68,13 +80,13 @@ def region_loss(
     weights: Mapping[str, float],
     distances: Mapping[str, ImageDistance],
 ) -> tuple[Tensor, dict[str, float]]:
-    """Eq. 5 for videos ``[B, 3, F, H, W]`` in [-1, 1] and masks ``[B, R, F, H, W]``
+    """Eq. 5 for videos ``[B, 3, F, H, W]`` in [-1, 1] and masks ``[B, R + 1, F, H, W]``
     (:func:`region_pixel_masks`): ``sum_r weights[r] * mean over frames of distances[r](
     m_r * prediction, m_r * target)``. Regions without a weight (or weight 0) are skipped.
     Returns the loss and each region's mean distance (``region_<name>``)."""
     total = prediction.new_zeros(())
     metrics: dict[str, float] = {}
-    for index, name in enumerate(REGIONS):
+    for index, name in enumerate(LOSS_REGIONS):
         weight = weights.get(name, 0.0)
         if weight == 0:
             continue
@@ -175,9 +187,9 @@ def _square_box(mask: Tensor) -> tuple[int, int, int] | None:
 def region_distances(
     vae: TinyVideoVAE, arcface: nn.Module | None = None, lpips: nn.Module | None = None
 ) -> dict[str, ImageDistance]:
-    """``{region: distance}``: ArcFace on the face and LPIPS elsewhere when given, else the
-    VAE-feature substitute."""
+    """``{region: distance}`` for :data:`LOSS_REGIONS`: ArcFace on the face and LPIPS
+    elsewhere (the background included) when given, else the VAE-feature substitute."""
     substitute = VAEFeatureDistance(vae)
     rest = LPIPSDistance(lpips) if lpips is not None else substitute
     face = ArcFaceDistance(arcface) if arcface is not None else substitute
-    return {name: face if name == "face" else rest for name in REGIONS}
+    return {name: face if name == "face" else rest for name in LOSS_REGIONS}

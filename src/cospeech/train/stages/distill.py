@@ -96,6 +96,7 @@ from cospeech.train.distributed import unwrap_model
 from cospeech.train.lora import without_lora
 from cospeech.train.objectives.dmd import critic_loss, dmd_loss
 from cospeech.train.objectives.region_loss import (
+    LOSS_REGIONS,
     REGIONS,
     region_distances,
     region_loss,
@@ -128,9 +129,11 @@ class Config(teacher.Config):
     real score; ``dmd_shift``, ``min_timestep``, ``max_timestep``: DMD noise levels;
     ``generator_every``: the generator steps at every n-th update, the critic at all;
     ``critic_optim``: the critic's AdamW; ``region_weight``: lambda_region of Eq. 6 (0 =
-    off); ``region_lambdas``: lambda_r of Eq. 5 per region; ``arcface``: an ArcFace
-    ``backbone.pth`` for the face term; ``lpips`` + ``lpips_backbone`` (+ ``lpips_net``
-    alex|vgg): LPIPS lin and torchvision weights for the other regions. Without them the
+    off); ``region_lambdas``: lambda_r of Eq. 5 per region (the person's regions at 1 by
+    default; ``background``, the pixels outside them, is an extension, off unless given);
+    ``arcface``: an ArcFace ``backbone.pth`` for the face term; ``lpips`` +
+    ``lpips_backbone`` (+ ``lpips_net`` alex|vgg): LPIPS lin and torchvision weights for the
+    other regions. Without them the
     VAE-feature substitute is used (docs/training.md). ``init``: the student's start (empty
     = the teacher; see the module docstring); ``warp``: implied by a warp-conditioned
     teacher (with an empty ``teacher``: a fresh warp-conditioned ``model``).
@@ -205,10 +208,10 @@ def check_distill_config(config: Config) -> None:
     check_positive("stage.dmd_shift", config.dmd_shift)
     if not 0 <= config.min_timestep <= config.max_timestep <= 1000:
         raise InputError("stage.min_timestep/max_timestep: need 0 <= min <= max <= 1000")
-    unknown = sorted(set(config.region_lambdas) - set(REGIONS))
+    unknown = sorted(set(config.region_lambdas) - set(LOSS_REGIONS))
     if unknown:
         raise InputError(
-            f"stage.region_lambdas: unknown region(s) {unknown}; regions: {list(REGIONS)}"
+            f"stage.region_lambdas: unknown region(s) {unknown}; regions: {list(LOSS_REGIONS)}"
         )
     for name, value in config.region_lambdas.items():
         check_range(f"stage.region_lambdas.{name}", value, 0)

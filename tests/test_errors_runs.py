@@ -247,7 +247,8 @@ def test_contact_sheet_shows_each_clip_once(tmp_path):
     sheet = contact_sheet(root)
     assert sheet.shape[0] == 2 * 2 * 32  # 2 clips, a plain and a keypoint row each
     first, second = sheet[:32, :32], sheet[64:96, :32]  # the first frame of each clip's row
-    assert not np.array_equal(first, second)  # uint8 pixels of two different clips
+    # uint8 pixels of two different clips: an inequality, which no CPU's rounding can undo
+    assert not np.array_equal(first, second)
     # the second block is clip000001's video (its frame under the label drawn at the top)
     entry = {e.id: e for e in read_manifest(root)}["clip000001"]
     video = np.stack(list(iter_frames(root / entry.path / "video.mp4")))

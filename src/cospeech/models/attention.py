@@ -221,14 +221,23 @@ class CrossAttention(nn.Module):
         heads = (self.num_heads, -1)
         q = self.norm_q(self.q(to_weight_dtype(x, self.q)).float()).to(dtype).unflatten(2, heads)
         out = torch.zeros_like(q)
-        for tokens, key, value, norm in (
-            (text, "k", "v", "norm_k"),
-            (image, "k_img", "v_img", "norm_k_img"),
-        ):
-            if tokens is None:
-                continue
-            tokens = to_weight_dtype(tokens, getattr(self, key))
-            k = getattr(self, norm)(getattr(self, key)(tokens).float()).to(dtype)
-            v = getattr(self, value)(tokens).to(dtype)
-            out = out + dense_attention(q, k.unflatten(2, heads), v.unflatten(2, heads))
+        if text is not None:
+            out = out + self._attend(q, text, self.k, self.v, self.norm_k)
+        if image is not None:
+            out = out + self._attend(q, image, self.k_img, self.v_img, self.norm_k_img)
         return self.o(to_weight_dtype(out.flatten(2), self.o))
+
+    def _attend(
+        self,
+        q: torch.Tensor,
+        tokens: torch.Tensor,
+        key: nn.Linear,
+        value: nn.Linear,
+        norm: nn.Module,
+    ) -> torch.Tensor:
+        """``q`` ``[B, L, H, D]`` attends ``tokens`` ``[B, Lt, dim]`` through ``key``,
+        ``value`` and ``norm`` (in ``q``'s dtype) -> ``[B, L, H, D]``."""
+        heads = (self.num_heads, -1)
+        tokens = to_weight_dtype(tokens, key)
+        k = norm(key(tokens).float()).to(q.dtype).unflatten(2, heads)
+        return dense_attention(q, k, value(tokens).to(q.dtype).unflatten(2, heads))

@@ -133,10 +133,10 @@ class Config(teacher.Config):
     default; ``background``, the pixels outside them, is an extension, off unless given);
     ``arcface``: an ArcFace ``backbone.pth`` for the face term; ``lpips`` +
     ``lpips_backbone`` (+ ``lpips_net`` alex|vgg): LPIPS lin and torchvision weights for the
-    other regions. Without them the
-    VAE-feature substitute is used (docs/training.md). ``init``: the student's start (empty
-    = the teacher; see the module docstring); ``warp``: implied by a warp-conditioned
-    teacher (with an empty ``teacher``: a fresh warp-conditioned ``model``).
+    other regions. Without them the VAE-feature substitute is used (docs/training.md).
+    ``init``: the student's start (empty = the teacher; see the module docstring); ``warp``:
+    implied by a warp-conditioned teacher (with an empty ``teacher``: a fresh
+    warp-conditioned ``model``).
     """
 
     teacher: str = ""
